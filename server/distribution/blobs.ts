@@ -1,0 +1,66 @@
+// GET/HEAD/DELETE /v2/<name>/blobs/<digest>
+import type Router from '@koa/router';
+import type { Context } from 'koa';
+import type { Registry } from '../registry/registry.js';
+import { assertDigest } from '../registry/digest.js';
+import { deleteDisabled, OciError } from '../registry/errors.js';
+import { parseRangeHeader } from '../registry/range.js';
+import { repositoryOf } from './request.js';
+
+export interface BlobRouteOptions {
+  /** Answer GET with 307 to the driver's URL (S3 presigned) when it offers one. */
+  redirect: boolean;
+}
+
+export function blobRoutes(router: Router, registry: Registry, options: BlobRouteOptions): void {
+  router.get('/v2/*name/blobs/:digest', async (ctx) => {
+    const name = repositoryOf(ctx);
+    const digest = assertDigest(ctx.params.digest);
+    const blob = await registry.blobs.stat(name, digest);
+    setBlobHeaders(ctx, blob.digest);
+    if (ctx.fresh) {
+      ctx.status = 304;
+      return;
+    }
+    if (options.redirect) {
+      const url = await registry.blobs.redirectURL(digest, ctx.method === 'HEAD' ? 'HEAD' : 'GET');
+      if (url) {
+        ctx.status = 307;
+        ctx.set('Location', url);
+        return;
+      }
+    }
+    const range = parseRangeHeader(ctx.get('Range') || undefined, blob.size);
+    if (range === 'unsatisfiable') {
+      throw new OciError(416, 'RANGE_INVALID', 'requested range not satisfiable', { size: blob.size }, {
+        'Content-Range': `bytes */${blob.size}`,
+      });
+    }
+    const start = range?.start ?? 0;
+    const length = range ? range.end - range.start + 1 : blob.size;
+    ctx.status = range ? 206 : 200;
+    if (range) ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`);
+    ctx.set('Content-Length', String(length));
+    if (ctx.method === 'HEAD' || length === 0) return; // HEAD never opens the data
+    ctx.body = await registry.blobs.read(digest, start, length);
+    ctx.length = length;
+  });
+
+  router.delete('/v2/*name/blobs/:digest', async (ctx) => {
+    const name = repositoryOf(ctx);
+    const digest = assertDigest(ctx.params.digest);
+    if (!registry.options.deleteEnabled) throw deleteDisabled();
+    await registry.blobs.unlink(name, digest);
+    ctx.status = 202;
+    ctx.set('Docker-Content-Digest', digest.digest);
+    ctx.set('Content-Length', '0');
+  });
+}
+
+function setBlobHeaders(ctx: Context, digest: string): void {
+  ctx.set('Docker-Content-Digest', digest);
+  ctx.set('ETag', `"${digest}"`);
+  ctx.set('Accept-Ranges', 'bytes');
+  ctx.set('Cache-Control', 'max-age=31536000');
+  ctx.type = 'application/octet-stream';
+}

@@ -1,0 +1,87 @@
+// Small helpers the /v2 routes share: the repository of a request, absolute-or-relative Locations, bodies.
+import type { Context } from 'koa';
+import type { IncomingMessage } from 'node:http';
+import { assertValidName } from '../registry/names.js';
+import { OciError } from '../registry/errors.js';
+import type { Chunk } from '../registry/upload-store.js';
+import { parseContentRange } from '../registry/range.js';
+
+export interface RouteOptions {
+  /** Public base URL for Location headers; relative Locations when unset. */
+  publicUrl?: string;
+}
+
+export function repositoryOf(ctx: Context): string {
+  const raw = ctx.params.name;
+  const name = assertValidName(Array.isArray(raw) ? raw.join('/') : String(raw ?? ''));
+  ctx.state.repository = name;
+  return name;
+}
+
+export function location(options: RouteOptions, path: string): string {
+  return options.publicUrl ? `${options.publicUrl.replace(/\/$/, '')}${path}` : path;
+}
+
+export function contentLength(req: IncomingMessage): number | undefined {
+  const header = req.headers['content-length'];
+  if (header === undefined) return undefined;
+  const value = Number(header);
+  if (!/^\d+$/.test(header) || !Number.isSafeInteger(value)) {
+    throw new OciError(400, 'SIZE_INVALID', 'invalid Content-Length', { contentLength: header.slice(0, 50) });
+  }
+  return value;
+}
+
+/** True when a body follows (Content-Length > 0 or chunked transfer). */
+export function hasBody(req: IncomingMessage): boolean {
+  const length = contentLength(req);
+  return (length !== undefined && length > 0) || (length === undefined && req.headers['transfer-encoding'] !== undefined);
+}
+
+/** The request body as an upload chunk, with its declared length and Content-Range checked by the store. */
+export function chunkOf(ctx: Context): Chunk {
+  const range = parseContentRange(ctx.get('Content-Range') || undefined);
+  if (range === 'invalid') {
+    throw new OciError(400, 'BLOB_UPLOAD_INVALID', 'Content-Range must be <start>-<end>', { contentRange: ctx.get('Content-Range').slice(0, 100) });
+  }
+  return { body: ctx.req, length: contentLength(ctx.req), range };
+}
+
+/** Reads a whole body of at most `limit` bytes; larger bodies are refused before they are read. */
+export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = contentLength(req);
+  const tooLarge = () => new OciError(413, 'SIZE_INVALID', `body larger than ${limit} bytes`, { limit });
+  if (declared !== undefined && declared > limit) throw tooLarge();
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const part of req) {
+    size += (part as Buffer).length;
+    if (size > limit) throw tooLarge();
+    parts.push(part as Buffer);
+  }
+  if (declared !== undefined && size !== declared) {
+    throw new OciError(400, 'SIZE_INVALID', 'body shorter than Content-Length', { expected: declared, received: size });
+  }
+  return Buffer.concat(parts, size);
+}
+
+/** `n` of the paginated listings: a non-negative integer, or absent. */
+export function pageSize(ctx: Context): number | undefined {
+  const raw = ctx.query.n;
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (typeof raw !== 'string' || !/^\d+$/.test(raw) || !Number.isSafeInteger(value)) {
+    throw new OciError(400, 'PAGINATION_NUMBER_INVALID', 'n must be a non-negative integer', { n: String(raw).slice(0, 50) });
+  }
+  return value;
+}
+
+export function queryString(ctx: Context, key: string): string | undefined {
+  const value = ctx.query[key];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** RFC 8288 `Link` for the next page. */
+export function nextLink(path: string, n: number, last: string): string {
+  return `<${path}?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`;
+}

@@ -1,0 +1,38 @@
+// Every failure leaves as the spec's JSON error body; anything unexpected is a logged 500 without internals.
+import type { Context, Next } from 'koa';
+import { OciError } from '../registry/errors.js';
+import { InvalidPathError } from '../../storage-drivers/driver.js';
+
+export async function ociErrors(ctx: Context, next: Next): Promise<void> {
+  try {
+    await next();
+    if (ctx.status === 404 && ctx.body === undefined) {
+      throw new OciError(404, 'NAME_UNKNOWN', 'no such endpoint', { method: ctx.method, path: ctx.path.slice(0, 300) });
+    }
+  } catch (caught) {
+    const error = toOciError(caught, ctx);
+    ctx.status = error.status;
+    ctx.set(error.headers);
+    ctx.body = error.toBody(); // Koa sends no body for HEAD but keeps status and headers
+
+    ctx.state.errorCode = error.code;
+  }
+}
+
+function toOciError(caught: unknown, ctx: Context): OciError {
+  if (caught instanceof OciError) return caught;
+  if (caught instanceof InvalidPathError) return new OciError(400, 'NAME_INVALID', 'invalid name or reference');
+  const code = (caught as NodeJS.ErrnoException).code;
+  if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (caught as Error).message === 'aborted') {
+    // The client went away mid-body; nothing was committed. It will not read this answer, but logs will.
+    return new OciError(400, 'SIZE_INVALID', 'request body ended early', { code });
+  }
+  const status = (caught as { status?: number; expose?: boolean }).status;
+  if (typeof status === 'number' && ((status >= 400 && status < 500) || status === 501)) {
+    // Koa/raw-body client errors (payload too large, aborted request, ...).
+    const code = status === 413 ? 'SIZE_INVALID' : 'UNSUPPORTED';
+    return new OciError(status, code, (caught as Error).message);
+  }
+  ctx.state.internalError = caught;
+  return new OciError(500, 'INTERNAL', 'internal server error', { requestId: ctx.state.requestId });
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+// CLI entry. `serve` (the default) runs one worker process per core under node:cluster: every piece of
+// state lives in storage, so any worker can serve any request, including any chunk of any upload.
+import cluster from 'node:cluster';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, workerCount, type Config } from './config.js';
+import { createLogger } from './logger.js';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+});
+
+const USAGE = `usage: dify-registry [serve] [--config FILE]
+
+  serve      run the registry (default)
+
+Configuration: a YAML file (--config or REGISTRY_CONFIGURATION_PATH), overridden by
+REGISTRY_<SECTION>_<KEY> environment variables (e.g. REGISTRY_HTTP_ADDR=:5000).`;
+
+async function main(): Promise<void> {
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const command = positionals[0] ?? 'serve';
+  if (command !== 'serve') {
+    console.error(`unknown command: ${command}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  let config: Config;
+  try {
+    config = loadConfig(values.config ?? process.env.REGISTRY_CONFIGURATION_PATH);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const workers = workerCount(config);
+  if (workers > 1 && cluster.isPrimary) return supervise(config, workers);
+  return serveInThisProcess(config);
+}
+
+async function serveInThisProcess(config: Config): Promise<void> {
+  const logger = createLogger(config);
+  const { runServer } = await import('./server.js'); // the primary never loads the app
+  const { close } = await runServer(config, logger);
+  const stop = async (signal: string) => {
+    logger.info({ signal }, 'draining');
+    await close();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+  if (cluster.isWorker) process.on('message', (message) => message === 'shutdown' && void stop('shutdown'));
+}
+
+/** The primary only forks, restarts crashed workers, and forwards shutdown so every worker drains. */
+function supervise(config: Config, workers: number): void {
+  const logger = createLogger(config);
+  let stopping = false;
+  const listened = new Set<number>();
+  const fork = () => cluster.fork();
+  for (let i = 0; i < workers; i++) fork();
+  cluster.on('listening', (worker) => listened.add(worker.id));
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      return;
+    }
+    if (!listened.has(worker.id)) {
+      // A worker that never listened (port taken, bad storage root) fails the same way again: give up.
+      logger.fatal({ workerPid: worker.process.pid, code }, 'worker failed to start');
+      stopping = true;
+      for (const other of Object.values(cluster.workers ?? {})) other?.kill();
+      process.exit(1);
+    }
+    logger.error({ workerPid: worker.process.pid, code, signal }, 'worker exited; starting another');
+    setTimeout(fork, 500).unref();
+  });
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, workers }, 'stopping workers');
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.send('shutdown');
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,91 @@
+// Blobs: stored once, content-addressed, and visible in a repository only through its link.
+import type { Readable } from 'node:stream';
+import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
+import { blobUnknown } from './errors.js';
+import type { ParsedDigest } from './digest.js';
+import { paths } from './paths.js';
+
+export interface BlobInfo {
+  digest: string;
+  size: number;
+}
+
+export class BlobStore {
+  constructor(private readonly driver: StorageDriver) {}
+
+  /** The blob as seen through `name`; BLOB_UNKNOWN unless it is linked there and its data exists. */
+  async stat(name: string, digest: ParsedDigest): Promise<BlobInfo> {
+    try {
+      await this.driver.stat(paths.layerLink(name, digest));
+      const data = await this.driver.stat(paths.blobData(digest));
+      return { digest: digest.digest, size: data.size };
+    } catch (error) {
+      if (isNotFound(error)) throw blobUnknown(digest.digest);
+      throw error;
+    }
+  }
+
+  /** Size of the stored data whatever repository holds it, or undefined. */
+  async statGlobal(digest: ParsedDigest): Promise<number | undefined> {
+    try {
+      return (await this.driver.stat(paths.blobData(digest))).size;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async read(digest: ParsedDigest, offset?: number, length?: number): Promise<Readable> {
+    try {
+      return await this.driver.reader(paths.blobData(digest), offset, length);
+    } catch (error) {
+      if (isNotFound(error)) throw blobUnknown(digest.digest);
+      throw error;
+    }
+  }
+
+  redirectURL(digest: ParsedDigest, method: 'GET' | 'HEAD'): Promise<string | undefined> {
+    return this.driver.redirectURL(paths.blobData(digest), method);
+  }
+
+  /** Makes stored data visible in `name`. The data must exist. */
+  async link(name: string, digest: ParsedDigest): Promise<void> {
+    await this.driver.putContent(paths.layerLink(name, digest), digest.digest);
+  }
+
+  async isLinked(name: string, digest: ParsedDigest): Promise<boolean> {
+    try {
+      await this.driver.stat(paths.layerLink(name, digest));
+      return true;
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw error;
+    }
+  }
+
+  /**
+   * Cross-repository mount. With `from`, the blob must be linked there; without it (automatic mount),
+   * anywhere in the registry (without auth every repository is readable; auth will narrow this).
+   * Returns the blob when mounted, undefined when the caller must upload it.
+   */
+  async mount(name: string, digest: ParsedDigest, from: string | undefined): Promise<BlobInfo | undefined> {
+    if (from !== undefined && !(await this.isLinked(from, digest))) return undefined;
+    const size = await this.statGlobal(digest);
+    if (size === undefined) return undefined;
+    await this.link(name, digest);
+    return { digest: digest.digest, size };
+  }
+
+  /** Removes the repository's link; the data stays until garbage collection finds it unreferenced. */
+  async unlink(name: string, digest: ParsedDigest): Promise<void> {
+    if (!(await this.isLinked(name, digest))) throw blobUnknown(digest.digest);
+    await this.driver.delete(paths.layerLink(name, digest).replace(/\/link$/, ''));
+  }
+
+  /** Stores bytes that were already verified against `digest` (small content such as manifests). */
+  async putVerified(digest: ParsedDigest, content: Buffer): Promise<void> {
+    const existing = await this.statGlobal(digest);
+    if (existing === content.length) return;
+    await this.driver.putContent(paths.blobData(digest), content);
+  }
+}

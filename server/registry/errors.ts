@@ -1,0 +1,49 @@
+// The OCI error vocabulary: every failure a client can see is one of these, with its HTTP status.
+export type OciErrorCode =
+  | 'BLOB_UNKNOWN'
+  | 'BLOB_UPLOAD_INVALID'
+  | 'BLOB_UPLOAD_UNKNOWN'
+  | 'DIGEST_INVALID'
+  | 'MANIFEST_BLOB_UNKNOWN'
+  | 'MANIFEST_INVALID'
+  | 'MANIFEST_UNKNOWN'
+  | 'NAME_INVALID'
+  | 'NAME_UNKNOWN'
+  | 'SIZE_INVALID'
+  | 'TAG_INVALID'
+  | 'UNAUTHORIZED'
+  | 'DENIED'
+  | 'UNSUPPORTED'
+  | 'TOOMANYREQUESTS'
+  | 'RANGE_INVALID'
+  | 'UNAVAILABLE'
+  | 'PAGINATION_NUMBER_INVALID'
+  | 'INTERNAL';
+
+export class OciError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: OciErrorCode,
+    message: string,
+    readonly detail?: unknown,
+    /** Extra response headers, e.g. `Range` on a 416 so the client can resume. */
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+
+  toBody(): { errors: Array<{ code: string; message: string; detail?: unknown }> } {
+    const entry: { code: string; message: string; detail?: unknown } = { code: this.code, message: this.message };
+    if (this.detail !== undefined) entry.detail = this.detail;
+    return { errors: [entry] };
+  }
+}
+
+export const blobUnknown = (digest: string) => new OciError(404, 'BLOB_UNKNOWN', 'blob unknown to registry', { digest });
+export const manifestUnknown = (reference: string) =>
+  new OciError(404, 'MANIFEST_UNKNOWN', 'manifest unknown', { reference });
+export const nameUnknown = (name: string) => new OciError(404, 'NAME_UNKNOWN', 'repository name not known to registry', { name });
+export const uploadUnknown = (id: string) => new OciError(404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { id });
+export const digestInvalid = (message: string, detail?: unknown) => new OciError(400, 'DIGEST_INVALID', message, detail);
+export const manifestInvalid = (message: string, detail?: unknown) => new OciError(400, 'MANIFEST_INVALID', message, detail);
+export const deleteDisabled = () => new OciError(405, 'UNSUPPORTED', 'deletes are disabled on this registry (storage.delete.enabled)');

@@ -1,0 +1,155 @@
+// Manifests: bytes stored exactly as received (as content-addressed blobs), a revision link per repository,
+// tags, and referrer entries. Writes go content first, tag last, so a reader never sees a tag whose
+// manifest is missing and a crash leaves at most unreferenced content for GC.
+import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
+import type { BlobStore } from './blob-store.js';
+import { detectMediaType, parseManifest, type ParsedManifest } from './manifest.js';
+import { ManifestCache } from './manifest-cache.js';
+import type { ReferrerStore } from './referrer-store.js';
+import type { TagStore } from './tag-store.js';
+import { digestInvalid, manifestUnknown, OciError } from './errors.js';
+import { assertDigest, digestOf, parseDigest, type ParsedDigest } from './digest.js';
+import { assertValidTag } from './names.js';
+import { paths } from './paths.js';
+import type { Descriptor } from './descriptor.js';
+
+export interface StoredManifest {
+  digest: string;
+  mediaType: string;
+  bytes: Buffer;
+}
+
+export class ManifestStore {
+  private readonly cache = new ManifestCache(32 * 1024 * 1024);
+
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly blobs: BlobStore,
+    private readonly tags: TagStore,
+    private readonly referrers: ReferrerStore,
+  ) {}
+
+  async get(name: string, reference: string): Promise<StoredManifest> {
+    const ref = parseReference(reference);
+    const digest = ref.digest ?? (await this.tags.resolve(name, ref.tag));
+    if (!(await this.hasRevision(name, digest))) throw manifestUnknown(reference);
+    return this.load(digest, reference);
+  }
+
+  async put(name: string, reference: string, bytes: Buffer, contentType: string | undefined): Promise<ParsedManifest> {
+    const { digest: expected, tag } = parseReference(reference);
+    const manifest = parseManifest(bytes, contentType);
+    if (expected && expected.digest !== manifest.digest) {
+      // A sha512 reference is checked over the same bytes.
+      if (digestOf(bytes, expected.algorithm) !== expected.digest) {
+        throw digestInvalid('manifest digest does not match the reference', { reference, digest: manifest.digest });
+      }
+    }
+    await this.assertReferencesExist(name, manifest);
+
+    const digest = expected ?? parseDigest(manifest.digest)!;
+    await this.blobs.putVerified(digest, bytes);
+    await this.driver.putContent(paths.revisionLink(name, digest), digest.digest);
+    if (manifest.subject) {
+      await this.referrers.add(name, parseDigest(manifest.subject.digest)!, this.referrerDescriptor(manifest, digest));
+    }
+    if (tag) await this.tags.set(name, tag, digest);
+    this.cache.set(digest.digest, { bytes, mediaType: manifest.mediaType });
+    return { ...manifest, digest: digest.digest };
+  }
+
+  /** DELETE by digest removes the manifest and every tag on it; DELETE by tag removes only the tag. */
+  async delete(name: string, reference: string): Promise<void> {
+    const ref = parseReference(reference);
+    if (!ref.digest) {
+      await this.tags.delete(name, ref.tag);
+      return;
+    }
+    const digest = ref.digest;
+    if (!(await this.hasRevision(name, digest))) throw manifestUnknown(reference);
+    const stored = await this.load(digest, reference);
+    for (const tag of await this.tags.pointingAt(name, digest.digest)) await this.tags.delete(name, tag).catch(() => undefined);
+    const subject = this.subjectOf(stored.bytes);
+    if (subject) await this.referrers.remove(name, subject, digest);
+    await this.driver.delete(paths.revisionLink(name, digest).replace(/\/link$/, ''));
+  }
+
+  private async hasRevision(name: string, digest: ParsedDigest): Promise<boolean> {
+    try {
+      await this.driver.stat(paths.revisionLink(name, digest));
+      return true;
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw error;
+    }
+  }
+
+  private async load(digest: ParsedDigest, reference: string): Promise<StoredManifest> {
+    const cached = this.cache.get(digest.digest);
+    if (cached) return { digest: digest.digest, ...cached };
+    let bytes: Buffer;
+    try {
+      bytes = await this.driver.getContent(paths.blobData(digest));
+    } catch (error) {
+      if (isNotFound(error)) throw manifestUnknown(reference);
+      throw error;
+    }
+    let mediaType: string | undefined;
+    try {
+      mediaType = detectMediaType(JSON.parse(bytes.toString('utf8')));
+    } catch {
+      mediaType = undefined;
+    }
+    if (!mediaType) throw new OciError(500, 'INTERNAL', 'stored manifest is unreadable', { digest: digest.digest });
+    this.cache.set(digest.digest, { bytes, mediaType });
+    return { digest: digest.digest, bytes, mediaType };
+  }
+
+  private async assertReferencesExist(name: string, manifest: ParsedManifest): Promise<void> {
+    const missing: Descriptor[] = [];
+    await Promise.all([
+      ...manifest.blobs.map(async (descriptor) => {
+        if (descriptor.urls?.length) return; // foreign layers live elsewhere by design
+        const digest = parseDigest(descriptor.digest)!;
+        const size = (await this.blobs.isLinked(name, digest)) ? await this.blobs.statGlobal(digest) : undefined;
+        if (size === undefined) missing.push(descriptor);
+        else if (size !== descriptor.size) {
+          throw new OciError(400, 'MANIFEST_INVALID', 'descriptor size does not match the stored blob', {
+            digest: descriptor.digest,
+            declared: descriptor.size,
+            stored: size,
+          });
+        }
+      }),
+      ...manifest.manifests.map(async (descriptor) => {
+        if (!(await this.hasRevision(name, parseDigest(descriptor.digest)!))) missing.push(descriptor);
+      }),
+    ]);
+    if (missing.length > 0) {
+      throw new OciError(400, 'MANIFEST_BLOB_UNKNOWN', 'manifest references content unknown to this repository', {
+        digests: missing.map((d) => d.digest),
+      });
+    }
+  }
+
+  private referrerDescriptor(manifest: ParsedManifest, digest: ParsedDigest): Descriptor {
+    const descriptor: Descriptor = { mediaType: manifest.mediaType, digest: digest.digest, size: manifest.size };
+    if (manifest.artifactType) descriptor.artifactType = manifest.artifactType;
+    if (manifest.annotations) descriptor.annotations = manifest.annotations;
+    return descriptor;
+  }
+
+  private subjectOf(bytes: Buffer): ParsedDigest | undefined {
+    try {
+      const subject = (JSON.parse(bytes.toString('utf8')) as { subject?: { digest?: unknown } }).subject;
+      return typeof subject?.digest === 'string' ? parseDigest(subject.digest) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** A manifest reference is a digest when it has a colon (tags cannot), else a tag; both validated. */
+export function parseReference(reference: string): { digest: ParsedDigest; tag?: undefined } | { digest?: undefined; tag: string } {
+  return reference.includes(':') ? { digest: assertDigest(reference) } : { tag: assertValidTag(reference) };
+}

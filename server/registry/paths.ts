@@ -1,0 +1,29 @@
+// The storage layout, CNCF Distribution's (so a Distribution data directory can be served as it is):
+//   /docker/registry/v2/blobs/<alg>/<2 hex>/<hex>/data
+//   /docker/registry/v2/repositories/<name>/_layers/<alg>/<hex>/link
+//   /docker/registry/v2/repositories/<name>/_manifests/revisions/<alg>/<hex>/link
+//   /docker/registry/v2/repositories/<name>/_manifests/tags/<tag>/current/link
+//   /docker/registry/v2/repositories/<name>/_uploads/<id>/{data,state.json,lock}
+// plus ours, for the referrers API:
+//   /docker/registry/v2/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<referrer hex>.json
+import type { ParsedDigest } from './digest.js';
+
+export const ROOT = '/docker/registry/v2';
+export const REPOSITORIES = `${ROOT}/repositories`;
+
+export const paths = {
+  blobData: (d: ParsedDigest) => `${ROOT}/blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}/data`,
+  repository: (name: string) => `${REPOSITORIES}/${name}`,
+  layerLink: (name: string, d: ParsedDigest) => `${REPOSITORIES}/${name}/_layers/${d.algorithm}/${d.hex}/link`,
+  revisionLink: (name: string, d: ParsedDigest) => `${REPOSITORIES}/${name}/_manifests/revisions/${d.algorithm}/${d.hex}/link`,
+  tags: (name: string) => `${REPOSITORIES}/${name}/_manifests/tags`,
+  tag: (name: string, tag: string) => `${REPOSITORIES}/${name}/_manifests/tags/${tag}`,
+  tagLink: (name: string, tag: string) => `${REPOSITORIES}/${name}/_manifests/tags/${tag}/current/link`,
+  upload: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}`,
+  uploadData: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}/data`,
+  uploadState: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}/state.json`,
+  uploadLock: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}/lock`,
+  referrers: (name: string, subject: ParsedDigest) => `${REPOSITORIES}/${name}/_referrers/${subject.algorithm}/${subject.hex}`,
+  referrer: (name: string, subject: ParsedDigest, referrer: ParsedDigest) =>
+    `${REPOSITORIES}/${name}/_referrers/${subject.algorithm}/${subject.hex}/${referrer.algorithm}-${referrer.hex}.json`,
+};

@@ -1,0 +1,77 @@
+// The storage-driver contract, after CNCF Distribution's: path-based, knows nothing of OCI.
+// Paths are absolute within the driver ("/docker/registry/v2/..."), '/'-separated, without '..'.
+import type { Readable } from 'node:stream';
+
+export interface FileInfo {
+  path: string;
+  size: number;
+  modTime: Date;
+  isDir: boolean;
+}
+
+/** A streaming writer. Bytes become durable at `commit`; `cancel` discards them. */
+export interface FileWriter {
+  /** Bytes in the file, including what existed before an append. */
+  readonly size: number;
+  write(chunk: Buffer): Promise<void>;
+  /** Makes the written bytes durable and releases the writer. */
+  commit(): Promise<void>;
+  /** Releases the writer and discards what it wrote (an appending writer restores the earlier size). */
+  cancel(): Promise<void>;
+}
+
+export interface WriterOptions {
+  /**
+   * Continue an existing file. `expectedSize` is the size the caller knows to be committed: bytes beyond it
+   * (left by a writer that crashed before its caller recorded them) are dropped.
+   */
+  append?: { expectedSize: number };
+}
+
+export interface StorageDriver {
+  readonly name: string;
+  /** Whole small files (links, state). Throws PathNotFoundError. */
+  getContent(path: string): Promise<Buffer>;
+  /** Atomic replace: readers see the old or the new content, never a mix or an empty file. */
+  putContent(path: string, content: Buffer | string): Promise<void>;
+  /** Creates the file only if it does not exist; returns false when it did. */
+  putContentIfAbsent(path: string, content: Buffer | string): Promise<boolean>;
+  reader(path: string, offset?: number, length?: number): Promise<Readable>;
+  writer(path: string, options?: WriterOptions): Promise<FileWriter>;
+  stat(path: string): Promise<FileInfo>;
+  /** Direct children of a directory, as full paths. Throws PathNotFoundError. */
+  list(path: string): Promise<string[]>;
+  /** Atomic rename; replaces an existing destination. */
+  move(source: string, destination: string): Promise<void>;
+  /** Removes a file or a whole directory tree; missing paths are not an error. */
+  delete(path: string): Promise<void>;
+  /** A URL a client may fetch the content from directly, or undefined to stream through the registry. */
+  redirectURL(path: string, method: 'GET' | 'HEAD'): Promise<string | undefined>;
+  /** Checks that the backend answers (readiness). */
+  healthCheck(): Promise<void>;
+}
+
+export class PathNotFoundError extends Error {
+  readonly code = 'PATH_NOT_FOUND';
+  constructor(readonly path: string) {
+    super(`path not found: ${path}`);
+  }
+}
+
+export class InvalidPathError extends Error {
+  constructor(readonly path: string) {
+    super(`invalid storage path: ${path}`);
+  }
+}
+
+export function isNotFound(error: unknown): error is PathNotFoundError {
+  return error instanceof PathNotFoundError;
+}
+
+/** Rejects anything that could escape the driver's root: the domain builds paths, but a bug must not become traversal. */
+export function assertSafePath(path: string): string {
+  if (!path.startsWith('/') || path.includes('\0') || path.split('/').some((part) => part === '..' || part === '.')) {
+    throw new InvalidPathError(path);
+  }
+  return path;
+}

@@ -1,0 +1,221 @@
+// Filesystem driver, the embedded default. Every whole-file write is temp file + fsync + rename,
+// so a crash never leaves a truncated link (the failure CNCF Distribution's in-place writes have).
+import { createReadStream } from 'node:fs';
+import { link, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  assertSafePath,
+  PathNotFoundError,
+  type FileInfo,
+  type FileWriter,
+  type StorageDriver,
+  type WriterOptions,
+} from './driver.js';
+
+export interface FilesystemOptions {
+  rootdirectory: string;
+}
+
+/** Temporary files live beside the content (same filesystem, so rename is atomic) but outside any listed tree. */
+const TEMP_DIR = '/_tmp';
+
+export class FilesystemDriver implements StorageDriver {
+  readonly name = 'filesystem';
+  private readonly root: string;
+
+  constructor(options: FilesystemOptions) {
+    this.root = options.rootdirectory;
+  }
+
+  private full(path: string): string {
+    return join(this.root, assertSafePath(path));
+  }
+
+  async getContent(path: string): Promise<Buffer> {
+    try {
+      return await readFile(this.full(path));
+    } catch (error) {
+      throw translate(error, path);
+    }
+  }
+
+  async putContent(path: string, content: Buffer | string): Promise<void> {
+    const temp = await this.writeTemp(content);
+    const target = this.full(path);
+    await mkdir(dirname(target), { recursive: true });
+    await rename(temp, target);
+  }
+
+  async putContentIfAbsent(path: string, content: Buffer | string): Promise<boolean> {
+    const target = this.full(path);
+    await mkdir(dirname(target), { recursive: true });
+    // Write fully elsewhere first, then claim the name with a hard link (fails with EEXIST atomically).
+    const temp = await this.writeTemp(content);
+    try {
+      await link(temp, target);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw error;
+    } finally {
+      await rm(temp, { force: true });
+    }
+  }
+
+  async reader(path: string, offset = 0, length?: number): Promise<Readable> {
+    const file = this.full(path);
+    const handle = await open(file, 'r').catch((error) => {
+      throw translate(error, path);
+    });
+    const end = length === undefined ? undefined : offset + length - 1;
+    return createReadStream('', { fd: handle.fd, start: offset, end, highWaterMark: 256 * 1024, autoClose: true }).on(
+      'close',
+      () => void handle.close().catch(() => undefined),
+    );
+  }
+
+  async writer(path: string, options: WriterOptions = {}): Promise<FileWriter> {
+    const file = this.full(path);
+    await mkdir(dirname(file), { recursive: true });
+    let handle: FileHandle;
+    let size = 0;
+    let created = false;
+    if (options.append) {
+      handle = await open(file, 'r+').catch(async (error) => {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT' && options.append!.expectedSize === 0) {
+          created = true;
+          return open(file, 'w');
+        }
+        throw translate(error, path);
+      });
+      const actual = (await handle.stat()).size;
+      if (actual < options.append.expectedSize) {
+        await handle.close();
+        throw new Error(`${path} holds ${actual} bytes, fewer than the ${options.append.expectedSize} committed`);
+      }
+      if (actual > options.append.expectedSize) await handle.truncate(options.append.expectedSize);
+      size = options.append.expectedSize;
+    } else {
+      handle = await open(file, 'w');
+      created = true;
+    }
+    return new FilesystemWriter(handle, file, size, created);
+  }
+
+  async stat(path: string): Promise<FileInfo> {
+    try {
+      const info = await stat(this.full(path));
+      return { path, size: info.size, modTime: info.mtime, isDir: info.isDirectory() };
+    } catch (error) {
+      throw translate(error, path);
+    }
+  }
+
+  async list(path: string): Promise<string[]> {
+    try {
+      const entries = await readdir(this.full(path));
+      const base = path.endsWith('/') ? path : `${path}/`;
+      return entries.map((entry) => base + entry);
+    } catch (error) {
+      throw translate(error, path);
+    }
+  }
+
+  async move(source: string, destination: string): Promise<void> {
+    const target = this.full(destination);
+    await mkdir(dirname(target), { recursive: true });
+    try {
+      await rename(this.full(source), target);
+    } catch (error) {
+      throw translate(error, source);
+    }
+  }
+
+  async delete(path: string): Promise<void> {
+    await rm(this.full(path), { recursive: true, force: true });
+  }
+
+  async redirectURL(): Promise<string | undefined> {
+    return undefined;
+  }
+
+  async healthCheck(): Promise<void> {
+    await mkdir(this.full(TEMP_DIR), { recursive: true });
+    const probe = await this.writeTemp('ok');
+    await rm(probe, { force: true });
+  }
+
+  private async writeTemp(content: Buffer | string): Promise<string> {
+    const dir = this.full(TEMP_DIR);
+    const temp = join(dir, randomUUID());
+    let handle: FileHandle;
+    try {
+      handle = await open(temp, 'wx');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      await mkdir(dir, { recursive: true });
+      handle = await open(temp, 'wx');
+    }
+    try {
+      await handle.writeFile(content);
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    return temp;
+  }
+}
+
+class FilesystemWriter implements FileWriter {
+  private done = false;
+  private readonly initialSize: number;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly file: string,
+    private written: number,
+    private readonly created: boolean,
+  ) {
+    this.initialSize = written;
+  }
+
+  get size(): number {
+    return this.written;
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.length) {
+      const { bytesWritten } = await this.handle.write(chunk, offset, chunk.length - offset, this.written);
+      offset += bytesWritten;
+      this.written += bytesWritten;
+    }
+  }
+
+  async commit(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    try {
+      await this.handle.datasync();
+    } finally {
+      await this.handle.close();
+    }
+  }
+
+  async cancel(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    // An appending writer gives back only its own bytes; the file's earlier content stays.
+    if (!this.created) await this.handle.truncate(this.initialSize).catch(() => undefined);
+    await this.handle.close().catch(() => undefined);
+    if (this.created) await rm(this.file, { force: true });
+  }
+}
+
+function translate(error: unknown, path: string): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return new PathNotFoundError(path);
+  return error as Error;
+}

@@ -1,0 +1,74 @@
+// Starts our registry as a real process (tsx, no build step) on a random loopback port.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { freePort, startDaemon, tempDir, waitUntil, type Daemon } from './process.js';
+
+export interface RunningRegistry {
+  url: string;
+  hostPort: string;
+  root: string;
+  pid: number;
+  daemon: Daemon;
+  stop(): Promise<void>;
+  kill(signal: NodeJS.Signals): void;
+}
+
+export interface RegistryOptions {
+  /** Merged over the defaults (filesystem storage in a temp dir, one worker, loopback address). */
+  config?: Record<string, unknown>;
+  workers?: number;
+  /** Reuse a storage root, e.g. to restart on the data of a killed process. */
+  rootDir?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+const MAIN = fileURLToPath(new URL('../../server/main.ts', import.meta.url));
+
+export async function startRegistry(options: RegistryOptions = {}): Promise<RunningRegistry> {
+  const dir = await tempDir('registry');
+  const root = options.rootDir ?? join(dir, 'data');
+  const port = await freePort();
+  const hostPort = `127.0.0.1:${port}`;
+  const config = deepMerge(
+    {
+      version: 0.1,
+      log: { level: 'info' },
+      http: { addr: hostPort, workers: options.workers ?? 1, draintimeout: '5s' },
+      storage: { filesystem: { rootdirectory: root }, delete: { enabled: true } },
+    },
+    options.config ?? {},
+  );
+  const configFile = join(dir, 'config.yml');
+  await writeFile(configFile, stringify(config));
+  const daemon = await startDaemon(process.execPath, ['--import=tsx', MAIN, 'serve', '--config', configFile], {
+    logFile: join(dir, 'registry.log'),
+    env: { ...process.env, ...options.env },
+  });
+  const url = `http://${hostPort}`;
+  await waitUntil(`registry on ${hostPort}`, async () => (await fetch(`${url}/readyz`)).ok, { daemon, timeoutMs: 30_000 });
+  return {
+    url,
+    hostPort,
+    root,
+    pid: daemon.pid,
+    daemon,
+    stop: () => daemon.stop(),
+    kill: (signal) => process.kill(daemon.pid, signal),
+  };
+}
+
+function deepMerge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(extra)) {
+    const current = out[key];
+    out[key] =
+      isPlainObject(current) && isPlainObject(value) ? deepMerge(current, value) : value;
+  }
+  return out;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
