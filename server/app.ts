@@ -12,12 +12,15 @@ import { ociErrors } from './http/errors.js';
 import { healthRoutes, Readiness } from './http/health.js';
 import { loopbackOnly } from './http/loopback-only.js';
 import { distributionRouter } from './distribution/routes.js';
+import { schedulePurging } from './registry/upload-purger.js';
 
 export interface App {
   koa: Koa;
   registry: Registry;
   readiness: Readiness;
   driver: StorageDriver;
+  /** Starts background work (readiness checks, upload purging); returns its stopper. */
+  startBackground(): () => void;
 }
 
 export function createApp(config: Config, logger: Logger): App {
@@ -52,7 +55,22 @@ export function createApp(config: Config, logger: Logger): App {
   });
   koa.use(v2.routes());
   koa.use(v2.allowedMethods({ throw: true }));
-  return { koa, registry, readiness, driver };
+  const startBackground = () => {
+    readiness.start();
+    const purging = config.storage.maintenance.uploadpurging;
+    const stopPurging = purging.enabled
+      ? schedulePurging(
+          driver,
+          { ageMs: durationMs(purging.age), intervalMs: durationMs(purging.interval), dryRun: purging.dryrun },
+          logger,
+        )
+      : () => undefined;
+    return () => {
+      readiness.stop();
+      stopPurging();
+    };
+  };
+  return { koa, registry, readiness, driver, startBackground };
 }
 
 function staticHeaders(headers: Record<string, string | string[]>) {

@@ -12,7 +12,7 @@ const schema = z.strictObject({
   log: z
     .strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
-      formatter: z.enum(['json', 'text']).default('json'),
+      formatter: z.enum(['json']).default('json'),
       /** Static fields added to every log line (Distribution's log.fields). */
       fields: z.record(z.string(), z.unknown()).default({}),
     })

@@ -9,7 +9,7 @@ import { durationMs, parseListenAddress, type Config } from './config.js';
 export async function runServer(config: Config, logger: Logger): Promise<{ server: Server; close(): Promise<void> }> {
   const app = createApp(config, logger);
   await app.driver.healthCheck(); // fail fast on an unusable storage root
-  app.readiness.start();
+  const stopBackground = app.startBackground();
   const handler = app.koa.callback();
   const server = config.http.tls
     ? createHttpsServer({ cert: readFileSync(config.http.tls.certificate), key: readFileSync(config.http.tls.key) }, handler)
@@ -28,7 +28,7 @@ export async function runServer(config: Config, logger: Logger): Promise<{ serve
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= new Promise<void>((resolve) => {
-      app.readiness.stop();
+      stopBackground();
       const deadline = setTimeout(() => {
         logger.warn('drain timeout reached; closing remaining connections');
         server.closeAllConnections();

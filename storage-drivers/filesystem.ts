@@ -1,6 +1,5 @@
 // Filesystem driver, the embedded default. Every whole-file write is temp file + fsync + rename,
 // so a crash never leaves a truncated link (the failure CNCF Distribution's in-place writes have).
-import { createReadStream } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -70,10 +69,8 @@ export class FilesystemDriver implements StorageDriver {
       throw translate(error, path);
     });
     const end = length === undefined ? undefined : offset + length - 1;
-    return createReadStream('', { fd: handle.fd, start: offset, end, highWaterMark: 256 * 1024, autoClose: true }).on(
-      'close',
-      () => void handle.close().catch(() => undefined),
-    );
+    // The stream owns the handle and closes it once (closing the raw fd as well would close a reused fd).
+    return handle.createReadStream({ start: offset, end, highWaterMark: 256 * 1024, autoClose: true });
   }
 
   async writer(path: string, options: WriterOptions = {}): Promise<FileWriter> {

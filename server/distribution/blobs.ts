@@ -5,7 +5,7 @@ import type { Registry } from '../registry/registry.js';
 import { assertDigest } from '../registry/digest.js';
 import { deleteDisabled, OciError } from '../registry/errors.js';
 import { parseRangeHeader } from '../registry/range.js';
-import { repositoryOf } from './request.js';
+import { emptyBody, repositoryOf } from './request.js';
 
 export interface BlobRouteOptions {
   /** Answer GET with 307 to the driver's URL (S3 presigned) when it offers one. */
@@ -18,6 +18,7 @@ export function blobRoutes(router: Router, registry: Registry, options: BlobRout
     const digest = assertDigest(ctx.params.digest);
     const blob = await registry.blobs.stat(name, digest);
     setBlobHeaders(ctx, blob.digest);
+    ctx.status = 200; // Koa computes `fresh` only for a successful status
     if (ctx.fresh) {
       ctx.status = 304;
       return;
@@ -41,7 +42,8 @@ export function blobRoutes(router: Router, registry: Registry, options: BlobRout
     ctx.status = range ? 206 : 200;
     if (range) ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`);
     ctx.set('Content-Length', String(length));
-    if (ctx.method === 'HEAD' || length === 0) return; // HEAD never opens the data
+    if (ctx.method === 'HEAD') return; // HEAD never opens the data
+    if (length === 0) return emptyBody(ctx);
     ctx.body = await registry.blobs.read(digest, start, length);
     ctx.length = length;
   });
@@ -53,7 +55,7 @@ export function blobRoutes(router: Router, registry: Registry, options: BlobRout
     await registry.blobs.unlink(name, digest);
     ctx.status = 202;
     ctx.set('Docker-Content-Digest', digest.digest);
-    ctx.set('Content-Length', '0');
+    emptyBody(ctx);
   });
 }
 

@@ -3,7 +3,7 @@ import type Router from '@koa/router';
 import type { Registry } from '../registry/registry.js';
 import { deleteDisabled } from '../registry/errors.js';
 import { MAX_MANIFEST_BYTES } from '../registry/manifest.js';
-import { location, readBody, repositoryOf, type RouteOptions } from './request.js';
+import { emptyBody, location, readBody, repositoryOf, type RouteOptions } from './request.js';
 
 export function manifestRoutes(router: Router, registry: Registry, options: RouteOptions): void {
   router.get('/v2/*name/manifests/:reference', async (ctx) => {
@@ -12,11 +12,11 @@ export function manifestRoutes(router: Router, registry: Registry, options: Rout
     ctx.set('Docker-Content-Digest', manifest.digest);
     ctx.set('ETag', `"${manifest.digest}"`);
     ctx.type = manifest.mediaType;
+    ctx.status = 200; // Koa computes `fresh` only for a successful status
     if (ctx.fresh) {
       ctx.status = 304;
       return;
     }
-    ctx.status = 200;
     ctx.set('Content-Length', String(manifest.bytes.length));
     if (ctx.method !== 'HEAD') ctx.body = manifest.bytes;
   });
@@ -29,7 +29,7 @@ export function manifestRoutes(router: Router, registry: Registry, options: Rout
     ctx.set('Location', location(options, `/v2/${name}/manifests/${manifest.digest}`));
     ctx.set('Docker-Content-Digest', manifest.digest);
     if (manifest.subject) ctx.set('OCI-Subject', manifest.subject.digest);
-    ctx.set('Content-Length', '0');
+    emptyBody(ctx);
   });
 
   router.delete('/v2/*name/manifests/:reference', async (ctx) => {
@@ -37,6 +37,6 @@ export function manifestRoutes(router: Router, registry: Registry, options: Rout
     if (!registry.options.deleteEnabled) throw deleteDisabled();
     await registry.manifests.delete(name, ctx.params.reference!);
     ctx.status = 202;
-    ctx.set('Content-Length', '0');
+    emptyBody(ctx);
   });
 }

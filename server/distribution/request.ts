@@ -85,3 +85,8 @@ export function queryString(ctx: Context, key: string): string | undefined {
 export function nextLink(path: string, n: number, last: string): string {
   return `<${path}?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`;
 }
+
+/** An empty body. Koa would otherwise write the status text ("Created") as the body of a 201 or 202. */
+export function emptyBody(ctx: Context): void {
+  ctx.body = Buffer.alloc(0);
+}

@@ -5,7 +5,7 @@ import type { Registry } from '../registry/registry.js';
 import { assertDigest } from '../registry/digest.js';
 import { assertValidName } from '../registry/names.js';
 import { rangeHeader, type UploadState } from '../registry/upload-store.js';
-import { chunkOf, hasBody, location, queryString, repositoryOf, type RouteOptions } from './request.js';
+import { chunkOf, emptyBody, hasBody, location, queryString, repositoryOf, type RouteOptions } from './request.js';
 
 /** Clients should send chunks of at least this size (the spec's OCI-Chunk-Min-Length). */
 export const CHUNK_MIN_LENGTH = 5 * 1024 * 1024;
@@ -15,7 +15,7 @@ export function uploadRoutes(router: Router, registry: Registry, options: RouteO
     ctx.status = 201;
     ctx.set('Location', location(options, `/v2/${name}/blobs/${digest}`));
     ctx.set('Docker-Content-Digest', digest);
-    ctx.set('Content-Length', '0');
+    emptyBody(ctx);
   };
   const uploadAccepted = (ctx: Context, state: UploadState, status: 202 | 204) => {
     ctx.status = status;
@@ -23,7 +23,7 @@ export function uploadRoutes(router: Router, registry: Registry, options: RouteO
     ctx.set('Docker-Upload-UUID', state.id);
     ctx.set(rangeHeader(state));
     ctx.set('OCI-Chunk-Min-Length', String(CHUNK_MIN_LENGTH));
-    ctx.set('Content-Length', '0');
+    emptyBody(ctx);
   };
 
   router.post('/v2/*name/blobs/uploads/', async (ctx) => {

@@ -9,7 +9,7 @@ import type { ReferrerStore } from './referrer-store.js';
 import type { TagStore } from './tag-store.js';
 import { digestInvalid, manifestUnknown, OciError } from './errors.js';
 import { assertDigest, digestOf, parseDigest, type ParsedDigest } from './digest.js';
-import { assertValidTag } from './names.js';
+import { assertValidTag, isValidTag } from './names.js';
 import { paths } from './paths.js';
 import type { Descriptor } from './descriptor.js';
 
@@ -30,7 +30,7 @@ export class ManifestStore {
   ) {}
 
   async get(name: string, reference: string): Promise<StoredManifest> {
-    const ref = parseReference(reference);
+    const ref = parseReadReference(reference);
     const digest = ref.digest ?? (await this.tags.resolve(name, ref.tag));
     if (!(await this.hasRevision(name, digest))) throw manifestUnknown(reference);
     return this.load(digest, reference);
@@ -60,7 +60,7 @@ export class ManifestStore {
 
   /** DELETE by digest removes the manifest and every tag on it; DELETE by tag removes only the tag. */
   async delete(name: string, reference: string): Promise<void> {
-    const ref = parseReference(reference);
+    const ref = parseReadReference(reference);
     if (!ref.digest) {
       await this.tags.delete(name, ref.tag);
       return;
@@ -121,8 +121,10 @@ export class ManifestStore {
           });
         }
       }),
+      // Index entries are manifests, except in BuildKit's cache export, where they are layer and config blobs.
       ...manifest.manifests.map(async (descriptor) => {
-        if (!(await this.hasRevision(name, parseDigest(descriptor.digest)!))) missing.push(descriptor);
+        const digest = parseDigest(descriptor.digest)!;
+        if (!(await this.hasRevision(name, digest)) && !(await this.blobs.isLinked(name, digest))) missing.push(descriptor);
       }),
     ]);
     if (missing.length > 0) {
@@ -152,4 +154,10 @@ export class ManifestStore {
 /** A manifest reference is a digest when it has a colon (tags cannot), else a tag; both validated. */
 export function parseReference(reference: string): { digest: ParsedDigest; tag?: undefined } | { digest?: undefined; tag: string } {
   return reference.includes(':') ? { digest: assertDigest(reference) } : { tag: assertValidTag(reference) };
+}
+
+/** For reads and deletes a malformed tag names nothing: 404 MANIFEST_UNKNOWN, as the conformance suite expects. */
+function parseReadReference(reference: string): ReturnType<typeof parseReference> {
+  if (!reference.includes(':') && !isValidTag(reference)) throw manifestUnknown(reference.slice(0, 200));
+  return parseReference(reference);
 }
