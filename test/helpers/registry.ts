@@ -1,5 +1,7 @@
 // Starts our registry as a real process (tsx, no build step) on a random loopback port.
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
@@ -22,6 +24,10 @@ export interface RegistryOptions {
   /** Reuse a storage root, e.g. to restart on the data of a killed process. */
   rootDir?: string;
   env?: NodeJS.ProcessEnv;
+  /** Serve HTTPS with these PEM files (url becomes https://). */
+  tls?: { certificate: string; key: string };
+  /** Listen on every interface instead of loopback only (url still uses 127.0.0.1). */
+  listenAll?: boolean;
 }
 
 const MAIN = fileURLToPath(new URL('../../server/main.ts', import.meta.url));
@@ -35,7 +41,12 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     {
       version: 0.1,
       log: { level: 'info' },
-      http: { addr: hostPort, workers: options.workers ?? 1, draintimeout: '5s' },
+      http: {
+        addr: `${options.listenAll ? '0.0.0.0' : '127.0.0.1'}:${port}`,
+        workers: options.workers ?? 1,
+        draintimeout: '5s',
+        ...(options.tls ? { tls: options.tls } : {}),
+      },
       storage: { filesystem: { rootdirectory: root }, delete: { enabled: true } },
     },
     options.config ?? {},
@@ -46,17 +57,32 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     logFile: join(dir, 'registry.log'),
     env: { ...process.env, ...options.env },
   });
-  const url = `http://${hostPort}`;
-  await waitUntil(`registry on ${hostPort}`, async () => (await fetch(`${url}/readyz`)).ok, { daemon, timeoutMs: 30_000 });
+  const url = `${options.tls ? 'https' : 'http'}://${hostPort}`;
+  await waitUntil(`registry on ${hostPort}`, () => isReady(`${url}/readyz`), { daemon, timeoutMs: 30_000 });
   return {
     url,
     hostPort,
     root,
     pid: daemon.pid,
     daemon,
-    stop: () => daemon.stop(),
+    async stop() {
+      await daemon.stop();
+      // Config, log and (unless the caller owns the root) the data; TEST_KEEP_TMP=1 keeps them for debugging.
+      if (!process.env.TEST_KEEP_TMP) await rm(dir, { recursive: true, force: true });
+    },
     kill: (signal) => process.kill(daemon.pid, signal),
   };
+}
+
+/** GET /readyz; certificates are not checked here (tests that use TLS check them themselves). */
+function isReady(url: string): Promise<boolean> {
+  const get = url.startsWith('https:') ? https.get : http.get;
+  return new Promise((resolve) => {
+    get(url, { rejectUnauthorized: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    }).on('error', () => resolve(false));
+  });
 }
 
 function deepMerge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
