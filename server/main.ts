@@ -63,12 +63,15 @@ function supervise(config: Config, workers: number): void {
   const logger = createLogger(config);
   let stopping = false;
   const listened = new Set<number>();
-  const fork = () => cluster.fork();
+  // Counted here: cluster.workers may still list a worker in its own 'exit' event.
+  const alive = new Set<number>();
+  const fork = () => alive.add(cluster.fork().id);
   for (let i = 0; i < workers; i++) fork();
   cluster.on('listening', (worker) => listened.add(worker.id));
   cluster.on('exit', (worker, code, signal) => {
+    alive.delete(worker.id);
     if (stopping) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      if (alive.size === 0) process.exit(0);
       return;
     }
     if (!listened.has(worker.id)) {

@@ -9,23 +9,35 @@ export interface FileInfo {
   isDir: boolean;
 }
 
-/** A streaming writer. Bytes become durable at `commit`; `cancel` discards them. */
+/**
+ * Where a later writer continues a file that is not finished yet. The caller stores it with its own
+ * state (an upload session) in the same atomic write, so the two never disagree after a crash.
+ */
+export interface WriterCheckpoint {
+  size: number;
+  /** Driver-specific resume data (for S3: the multipart upload id, its parts, the tail object). */
+  token?: string;
+}
+
+/** A streaming writer: `checkpoint` pauses a file that will be continued, `commit` finishes it. */
 export interface FileWriter {
-  /** Bytes in the file, including what existed before an append. */
+  /** Bytes in the file, including those before the resume point. */
   readonly size: number;
   write(chunk: Buffer): Promise<void>;
-  /** Makes the written bytes durable and releases the writer. */
+  /** Makes the bytes so far durable and releases the writer; the file is not readable as a whole yet. */
+  checkpoint(): Promise<WriterCheckpoint>;
+  /** Finishes the file: durable and readable at its path. Releases the writer. */
   commit(): Promise<void>;
-  /** Releases the writer and discards what it wrote (an appending writer restores the earlier size). */
+  /** Releases the writer and discards what it wrote since its resume point. */
   cancel(): Promise<void>;
 }
 
 export interface WriterOptions {
   /**
-   * Continue an existing file. `expectedSize` is the size the caller knows to be committed: bytes beyond it
-   * (left by a writer that crashed before its caller recorded them) are dropped.
+   * Continue a file from a checkpoint. Bytes beyond it (written by a writer that crashed before its
+   * caller recorded a newer checkpoint) are dropped.
    */
-  append?: { expectedSize: number };
+  resume?: WriterCheckpoint;
 }
 
 export interface StorageDriver {
@@ -61,6 +73,13 @@ export class PathNotFoundError extends Error {
 export class InvalidPathError extends Error {
   constructor(readonly path: string) {
     super(`invalid storage path: ${path}`);
+  }
+}
+
+/** The backend failed in a way a retry later may fix (throttling, 5xx, timeouts): 503 to the client. */
+export class StorageUnavailableError extends Error {
+  constructor(message: string, override readonly cause?: unknown) {
+    super(message);
   }
 }
 

@@ -10,6 +10,7 @@ import {
   type FileInfo,
   type FileWriter,
   type StorageDriver,
+  type WriterCheckpoint,
   type WriterOptions,
 } from './driver.js';
 
@@ -79,21 +80,22 @@ export class FilesystemDriver implements StorageDriver {
     let handle: FileHandle;
     let size = 0;
     let created = false;
-    if (options.append) {
+    const resume = options.resume;
+    if (resume) {
       handle = await open(file, 'r+').catch(async (error) => {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT' && options.append!.expectedSize === 0) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT' && resume.size === 0) {
           created = true;
           return open(file, 'w');
         }
         throw translate(error, path);
       });
       const actual = (await handle.stat()).size;
-      if (actual < options.append.expectedSize) {
+      if (actual < resume.size) {
         await handle.close();
-        throw new Error(`${path} holds ${actual} bytes, fewer than the ${options.append.expectedSize} committed`);
+        throw new Error(`${path} holds ${actual} bytes, fewer than the ${resume.size} checkpointed`);
       }
-      if (actual > options.append.expectedSize) await handle.truncate(options.append.expectedSize);
-      size = options.append.expectedSize;
+      if (actual > resume.size) await handle.truncate(resume.size);
+      size = resume.size;
     } else {
       handle = await open(file, 'w');
       created = true;
@@ -189,6 +191,11 @@ class FilesystemWriter implements FileWriter {
       offset += bytesWritten;
       this.written += bytesWritten;
     }
+  }
+
+  async checkpoint(): Promise<WriterCheckpoint> {
+    await this.commit();
+    return { size: this.written };
   }
 
   async commit(): Promise<void> {

@@ -2,7 +2,7 @@
 // the running SHA-256 of the process that took the last chunk is kept in memory so the common path
 // (docker's single streamed PATCH, then a body-less PUT) hashes every byte exactly once.
 import { randomUUID, type Hash } from 'node:crypto';
-import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
+import { isNotFound, type FileWriter, type StorageDriver, type WriterCheckpoint } from '../../storage-drivers/driver.js';
 import { digestInvalid, OciError, uploadUnknown } from './errors.js';
 import { newHash, type ParsedDigest } from './digest.js';
 import { paths } from './paths.js';
@@ -15,8 +15,13 @@ export interface UploadState {
   name: string;
   /** Bytes committed so far. */
   offset: number;
-  /** Hex SHA-256 of bytes [0, offset): lets a body-less final PUT on any process verify without a re-read. */
-  sha256: string;
+  /**
+   * Hex SHA-256 of bytes [0, offset): lets a body-less final PUT on any process verify without a re-read.
+   * Absent when a chunk was written without the running hash (it is then computed at the end).
+   */
+  sha256?: string;
+  /** Where the storage driver continues the data (S3: multipart upload id and parts). */
+  checkpoint?: WriterCheckpoint;
   startedAt: string;
 }
 
@@ -60,19 +65,23 @@ export class UploadStore {
 
   /** PATCH: appends one chunk. */
   async append(name: string, id: string, chunk: Chunk): Promise<UploadState> {
-    return this.withLock(name, id, (state) => this.write(state, chunk));
+    return this.withLock(name, id, (state) => this.write(state, chunk, 'checkpoint'));
   }
 
   /** PUT: appends an optional last chunk, verifies the digest, and makes the blob visible in `name`. */
   async complete(name: string, id: string, digest: ParsedDigest, chunk?: Chunk): Promise<BlobInfo> {
     return this.withLock(name, id, async (state) => {
-      if (chunk) state = await this.write(state, chunk);
+      const known = await this.blobs.statGlobal(digest);
+      state = await this.write(state, chunk, 'finish');
       const actual = await this.digestOf(state, digest);
       if (actual !== digest.digest) {
         await this.discard(state);
         throw digestInvalid('uploaded content does not match the digest', { expected: digest.digest, actual });
       }
-      await this.commitBlob(state, digest);
+      // Content-addressed: when the same bytes are already stored, the upload's copy is simply dropped.
+      if (known === undefined) await this.driver.move(paths.uploadData(state.name, state.id), paths.blobData(digest));
+      await this.blobs.link(state.name, digest);
+      await this.discard(state);
       return { digest: digest.digest, size: state.offset };
     });
   }
@@ -96,80 +105,96 @@ export class UploadStore {
     }
   }
 
-  private async write(state: UploadState, chunk: Chunk): Promise<UploadState> {
-    if (chunk.range) {
-      if (chunk.range.start !== state.offset) {
-        throw new OciError(416, 'BLOB_UPLOAD_INVALID', 'chunk does not start at the end of the upload', {
-          offset: state.offset,
-          start: chunk.range.start,
-        }, rangeHeader(state));
-      }
-      const declared = chunk.range.end - chunk.range.start + 1;
-      if (chunk.length !== undefined && chunk.length !== declared) {
-        throw new OciError(416, 'BLOB_UPLOAD_INVALID', 'Content-Range and Content-Length disagree', {
-          contentRange: `${chunk.range.start}-${chunk.range.end}`,
-          contentLength: chunk.length,
-        }, rangeHeader(state));
-      }
-      chunk = { ...chunk, length: declared };
-    }
-    const hash = await this.hashAt(state);
+  /**
+   * Streams a chunk (if any) into the session's data. `checkpoint` leaves the data open for more chunks
+   * and records where to continue; `finish` completes it as one readable object.
+   */
+  private async write(state: UploadState, chunk: Chunk | undefined, mode: 'checkpoint' | 'finish'): Promise<UploadState> {
+    if (chunk) chunk = this.checkRange(state, chunk);
+    const hash = this.hashAt(state);
     // The live hash is about to absorb bytes that may never be committed: forget it until they are.
     this.liveHashes.delete(state.id);
-    const writer = await this.driver.writer(paths.uploadData(state.name, state.id), { append: { expectedSize: state.offset } });
+    const writer = await this.driver.writer(paths.uploadData(state.name, state.id), {
+      resume: state.checkpoint ?? { size: state.offset },
+    });
     let received = 0;
+    let checkpoint: WriterCheckpoint | undefined;
     try {
-      for await (const data of chunk.body) {
-        received += data.length;
-        if (chunk.length !== undefined && received > chunk.length) break;
-        hash.update(data);
-        await writer.write(data);
-      }
-      if (chunk.length !== undefined && received !== chunk.length) {
-        throw new OciError(400, 'SIZE_INVALID', 'chunk length does not match Content-Length or Content-Range', {
-          expected: chunk.length,
-          received,
-        });
-      }
-      await writer.commit();
+      if (chunk) received = await this.copyChunk(chunk, writer, hash);
+      if (mode === 'finish') await writer.commit();
+      else checkpoint = await writer.checkpoint();
     } catch (error) {
       await writer.cancel();
       throw error;
     }
-    const next: UploadState = { ...state, offset: state.offset + received, sha256: hash.copy().digest('hex') };
-    await this.saveState(next);
-    this.remember(next.id, next.offset, hash);
+    const next: UploadState = {
+      ...state,
+      offset: state.offset + received,
+      sha256: hash ? hash.copy().digest('hex') : undefined,
+      checkpoint,
+    };
+    if (mode === 'checkpoint') {
+      await this.saveState(next);
+      if (hash) this.remember(next.id, next.offset, hash);
+    }
     return next;
   }
 
-  /** A hash of bytes [0, offset): this process's live one, or rebuilt by reading the data once. */
-  private async hashAt(state: UploadState): Promise<Hash> {
-    const live = this.liveHashes.get(state.id);
-    if (live && live.offset === state.offset) return live.hash;
-    return this.rehash(state, 'sha256');
-  }
-
-  private async rehash(state: UploadState, algorithm: 'sha256' | 'sha512'): Promise<Hash> {
-    const hash = newHash(algorithm);
-    if (state.offset === 0) return hash;
-    const stream = await this.driver.reader(paths.uploadData(state.name, state.id), 0, state.offset);
-    for await (const data of stream) hash.update(data as Buffer);
-    return hash;
-  }
-
-  private async digestOf(state: UploadState, expected: ParsedDigest): Promise<string> {
-    if (expected.algorithm === 'sha256') return `sha256:${state.sha256}`;
-    return `${expected.algorithm}:${(await this.rehash(state, expected.algorithm)).digest('hex')}`;
-  }
-
-  private async commitBlob(state: UploadState, digest: ParsedDigest): Promise<void> {
-    const target = paths.blobData(digest);
-    if ((await this.blobs.statGlobal(digest)) === undefined) {
-      if (state.offset === 0) await this.driver.putContent(target, Buffer.alloc(0));
-      else await this.driver.move(paths.uploadData(state.name, state.id), target);
+  /** Content-Range must continue the upload exactly and agree with Content-Length. */
+  private checkRange(state: UploadState, chunk: Chunk): Chunk {
+    if (!chunk.range) return chunk;
+    if (chunk.range.start !== state.offset) {
+      throw new OciError(416, 'BLOB_UPLOAD_INVALID', 'chunk does not start at the end of the upload', {
+        offset: state.offset,
+        start: chunk.range.start,
+      }, rangeHeader(state));
     }
-    await this.blobs.link(state.name, digest);
-    await this.discard(state);
+    const declared = chunk.range.end - chunk.range.start + 1;
+    if (chunk.length !== undefined && chunk.length !== declared) {
+      throw new OciError(416, 'BLOB_UPLOAD_INVALID', 'Content-Range and Content-Length disagree', {
+        contentRange: `${chunk.range.start}-${chunk.range.end}`,
+        contentLength: chunk.length,
+      }, rangeHeader(state));
+    }
+    return { ...chunk, length: declared };
+  }
+
+  private async copyChunk(chunk: Chunk, writer: FileWriter, hash: Hash | undefined): Promise<number> {
+    let received = 0;
+    for await (const data of chunk.body) {
+      received += data.length;
+      if (chunk.length !== undefined && received > chunk.length) break;
+      hash?.update(data);
+      await writer.write(data);
+    }
+    if (chunk.length !== undefined && received !== chunk.length) {
+      throw new OciError(400, 'SIZE_INVALID', 'chunk length does not match Content-Length or Content-Range', {
+        expected: chunk.length,
+        received,
+      });
+    }
+    return received;
+  }
+
+  /**
+   * A running hash of bytes [0, offset), or undefined when this process does not hold one (the previous
+   * chunk went to another process, or this one restarted). Then the digest is computed by reading the
+   * finished data once at the final PUT: measured cheaper than carrying hash state between processes
+   * (see DESIGN.md section 8), and possible on S3, where unfinished multipart data cannot be read.
+   */
+  private hashAt(state: UploadState): Hash | undefined {
+    if (state.offset === 0) return newHash('sha256');
+    const live = this.liveHashes.get(state.id);
+    return live && live.offset === state.offset ? live.hash : undefined;
+  }
+
+  /** The digest of the finished data in `expected`'s algorithm. */
+  private async digestOf(state: UploadState, expected: ParsedDigest): Promise<string> {
+    if (expected.algorithm === 'sha256' && state.sha256) return `sha256:${state.sha256}`;
+    const hash = newHash(expected.algorithm);
+    const stream = await this.driver.reader(paths.uploadData(state.name, state.id));
+    for await (const data of stream) hash.update(data as Buffer);
+    return `${expected.algorithm}:${hash.digest('hex')}`;
   }
 
   private async discard(state: UploadState): Promise<void> {
