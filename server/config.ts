@@ -63,8 +63,16 @@ export type Config = z.infer<typeof schema>;
 
 export class ConfigError extends Error {}
 
-/** Reads the file (if any), applies REGISTRY_* overrides from `env`, validates. */
-export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Config {
+/**
+ * Reads the file (if any), applies REGISTRY_* overrides from `env`, validates. Unknown keys in the file are
+ * errors; unknown REGISTRY_* variables are only warned about, as in Distribution, because platforms set
+ * some themselves (Kubernetes adds REGISTRY_PORT and REGISTRY_SERVICE_HOST for a Service named "registry").
+ */
+export function loadConfig(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  warn: (message: string) => void = (message) => console.error(message),
+): Config {
   let raw: unknown = {};
   if (file) {
     let text: string;
@@ -80,9 +88,24 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
     }
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('configuration must be a YAML mapping');
-  applyEnvironment(raw as Record<string, unknown>, env);
+  const fromFile = structuredClone(raw) as Record<string, unknown>;
+  for (const [name, value] of environmentOverrides(env)) {
+    const candidate = structuredClone(raw) as Record<string, unknown>;
+    setPath(candidate, name.keys, value);
+    const issues = issuesAt(candidate, name.keys);
+    if (issues.some((issue) => issue.code === 'unrecognized_keys')) {
+      warn(`ignoring environment variable ${name.variable}: no configuration key ${name.keys.join('.')}`);
+      continue;
+    }
+    // A value that reads as a number or boolean, where the key wants a string (REGISTRY_HTTP_ADDR=5000).
+    if (issues.length > 0 && typeof value !== 'string') setPath(candidate, name.keys, String(env[name.variable]));
+    raw = candidate;
+  }
   const result = schema.safeParse(raw);
-  if (!result.success) throw new ConfigError(`invalid configuration:\n${formatIssues(result.error)}`);
+  if (!result.success) {
+    const overridden = JSON.stringify(raw) !== JSON.stringify(fromFile) ? ' (file and REGISTRY_* environment)' : '';
+    throw new ConfigError(`invalid configuration${overridden}:\n${formatIssues(result.error)}`);
+  }
   return result.data;
 }
 
@@ -91,20 +114,37 @@ const NOT_CONFIG_KEYS = new Set(['REGISTRY_CONFIGURATION_PATH']);
 
 /**
  * REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=/x sets storage.filesystem.rootdirectory, as in Distribution.
- * Values are parsed as YAML scalars, so `true` and `5` keep their types.
+ * `true`, `false` and plain numbers keep their types; anything else is a string, taken as it is.
  */
-function applyEnvironment(target: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
-  for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('REGISTRY_') || NOT_CONFIG_KEYS.has(name) || value === undefined) continue;
-    const keys = name.slice('REGISTRY_'.length).toLowerCase().split('_');
-    let node = target;
-    for (const key of keys.slice(0, -1)) {
-      const child = node[key];
-      if (typeof child !== 'object' || child === null || Array.isArray(child)) node[key] = {};
-      node = node[key] as Record<string, unknown>;
-    }
-    node[keys.at(-1)!] = parseYaml(value);
+function environmentOverrides(env: NodeJS.ProcessEnv): Array<[{ variable: string; keys: string[] }, unknown]> {
+  return Object.entries(env)
+    .filter((entry): entry is [string, string] => entry[0].startsWith('REGISTRY_') && !NOT_CONFIG_KEYS.has(entry[0]) && entry[1] !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([variable, value]) => [
+      { variable, keys: variable.slice('REGISTRY_'.length).toLowerCase().split('_') },
+      /^(true|false)$/.test(value) ? value === 'true' : /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value,
+    ]);
+}
+
+function setPath(target: Record<string, unknown>, keys: string[], value: unknown): void {
+  let node = target;
+  for (const key of keys.slice(0, -1)) {
+    const child = node[key];
+    if (typeof child !== 'object' || child === null || Array.isArray(child)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
   }
+  node[keys.at(-1)!] = value;
+}
+
+/** Validation issues about `keys` or its parents' unknown keys, for deciding on one override. */
+function issuesAt(candidate: unknown, keys: string[]): z.core.$ZodIssue[] {
+  const result = schema.safeParse(candidate);
+  if (result.success) return [];
+  return result.error.issues.filter((issue) => {
+    const at = issue.path.join('.');
+    if (issue.code === 'unrecognized_keys') return issue.keys.some((key) => [...issue.path, key].join('.') === keys.slice(0, issue.path.length + 1).join('.'));
+    return at === keys.join('.');
+  });
 }
 
 function formatIssues(error: z.ZodError): string {

@@ -3,7 +3,7 @@
 import { link, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import {
   assertSafePath,
   PathNotFoundError,
@@ -42,8 +42,8 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   async putContent(path: string, content: Buffer | string): Promise<void> {
+    const target = this.full(path); // validates before anything is written
     const temp = await this.writeTemp(content);
-    const target = this.full(path);
     await mkdir(dirname(target), { recursive: true });
     await rename(temp, target);
   }
@@ -66,6 +66,10 @@ export class FilesystemDriver implements StorageDriver {
 
   async reader(path: string, offset = 0, length?: number): Promise<Readable> {
     const file = this.full(path);
+    if (length === 0) {
+      await this.stat(path); // still report a missing file
+      return Readable.from([]);
+    }
     const handle = await open(file, 'r').catch((error) => {
       throw translate(error, path);
     });

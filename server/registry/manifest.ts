@@ -68,6 +68,11 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined): P
     throw manifestInvalid('unsupported manifest media type', { mediaType: mediaType ?? null });
   }
   if (document.schemaVersion !== 2) throw manifestInvalid('schemaVersion must be 2');
+  // Stored bytes are typed by their own mediaType field when read back, so Docker types must carry it
+  // (as Distribution requires); OCI types may leave it out and are recognised by their structure.
+  if (declared === undefined && (mediaType === DOCKER_MANIFEST || mediaType === DOCKER_MANIFEST_LIST)) {
+    throw manifestInvalid('a Docker manifest must have a "mediaType" field', { contentType: header });
+  }
 
   const parsed: ParsedManifest = {
     mediaType,

@@ -2,7 +2,9 @@
 // with an expiry that the holder renews. A holder that crashed blocks the session for one TTL at most,
 // and not at all when it ran on this host: a lock whose process is gone (or was an earlier life of
 // this very pid, as after a container restart) is taken over at once.
-import { randomUUID } from 'node:crypto';
+// Taking over is claiming a marker named after the stale owner, only-if-absent: of several processes
+// that saw the same stale lock, exactly one wins, and none can remove a lock taken since.
+import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { StorageDriver } from '../../storage-drivers/driver.js';
 
@@ -17,6 +19,8 @@ interface LockOwner {
   host: string;
   pid: number;
   instance: string;
+  /** Tells this acquisition apart from any other, so release removes only its own lock. */
+  token: string;
 }
 
 export interface HeldLock {
@@ -24,30 +28,44 @@ export interface HeldLock {
 }
 
 export async function tryLock(driver: StorageDriver, path: string, now = Date.now): Promise<HeldLock | undefined> {
-  const content = () => JSON.stringify({ expires: now() + TTL_MS, host: HOST, pid: process.pid, instance: INSTANCE } satisfies LockOwner);
-  if (!(await driver.putContentIfAbsent(path, content()))) {
-    if (!(await isStale(driver, path, now()))) return undefined;
-    await driver.delete(path);
-    if (!(await driver.putContentIfAbsent(path, content()))) return undefined;
+  const token = randomUUID();
+  const content = () => JSON.stringify({ expires: now() + TTL_MS, host: HOST, pid: process.pid, instance: INSTANCE, token } satisfies LockOwner);
+  // Twice at most: the lock may be released between a failed claim and reading it.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    if (await driver.putContentIfAbsent(path, content())) return held(driver, path, token, content);
+    const current = await driver.getContent(path).catch(() => undefined);
+    if (current === undefined) continue;
+    if (!isStale(parseOwner(current), now())) return undefined;
+    const marker = `${path}.takeover-${createHash('sha256').update(current).digest('hex').slice(0, 16)}`;
+    if (!(await driver.putContentIfAbsent(marker, content()))) return undefined;
+    await driver.putContent(path, content());
+    return held(driver, path, token, content);
   }
+  return undefined;
+}
+
+function held(driver: StorageDriver, path: string, token: string, content: () => string): HeldLock {
   const renewal = setInterval(() => void driver.putContent(path, content()).catch(() => undefined), RENEW_MS);
   renewal.unref();
   return {
     async release() {
       clearInterval(renewal);
-      await driver.delete(path);
+      // Only our own lock: after an expiry someone else may hold it now.
+      const current = await driver.getContent(path).catch(() => undefined);
+      if (current && parseOwner(current).token === token) await driver.delete(path);
     },
   };
 }
 
-async function isStale(driver: StorageDriver, path: string, at: number): Promise<boolean> {
-  let owner: Partial<LockOwner>;
+function parseOwner(content: Buffer): Partial<LockOwner> {
   try {
-    owner = JSON.parse((await driver.getContent(path)).toString()) as Partial<LockOwner>;
+    return JSON.parse(content.toString()) as Partial<LockOwner>;
   } catch {
-    // Gone or unreadable: nothing holds it.
-    return true;
+    return {}; // garbage: stale
   }
+}
+
+function isStale(owner: Partial<LockOwner>, at: number): boolean {
   if (!(typeof owner.expires === 'number' && owner.expires > at)) return true;
   if (owner.host !== HOST || typeof owner.pid !== 'number') return false;
   if (owner.pid === process.pid) return owner.instance !== INSTANCE;

@@ -56,10 +56,25 @@ describe('lifecycle', function () {
       expect(stderr).to.contain('http.draintimeout');
     });
 
-    it('applies REGISTRY_* environment overrides, and refuses unknown ones by their config path', async () => {
-      const { code, stderr } = await refusedStart({}, { REGISTRY_STORAGE_FILESYSTEM_BOGUSKEY: 'x' });
+    it('applies REGISTRY_* environment overrides, typed, and names them in errors', async () => {
+      const { code, stderr } = await refusedStart({}, { REGISTRY_HTTP_WORKERS: '-1' });
       expect(code).to.equal(2);
-      expect(stderr).to.contain('storage.filesystem.boguskey: unknown key');
+      expect(stderr).to.contain('http.workers');
+    });
+
+    it('starts despite REGISTRY_* variables that are not config keys (Kubernetes service links), warning about them', async () => {
+      const registry = await startRegistry({
+        env: { REGISTRY_PORT: 'tcp://10.0.0.1:5000', REGISTRY_SERVICE_HOST: '10.0.0.1', REGISTRY_LOG_FIELDS_DEPLOYMENT: 'canary' },
+      });
+      try {
+        expect((await fetch(`${registry.url}/v2/`)).status).to.equal(200);
+        const log = await readFile(registry.daemon.logFile, 'utf8');
+        expect(log).to.contain('ignoring environment variable REGISTRY_PORT');
+        expect(log).to.contain('ignoring environment variable REGISTRY_SERVICE_HOST');
+        expect(log).to.contain('"deployment":"canary"'); // the override that is a key took effect
+      } finally {
+        await registry.stop();
+      }
     });
 
     it('starts on the configuration Debian ships for Distribution (without its auth section)', async () => {

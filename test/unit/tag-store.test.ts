@@ -1,0 +1,70 @@
+import { expect } from 'chai';
+import { FilesystemDriver } from '../../storage-drivers/filesystem.js';
+import { digestOf, parseDigest } from '../../server/registry/digest.js';
+import { paths } from '../../server/registry/paths.js';
+import { TagStore } from '../../server/registry/tag-store.js';
+import { rejectsOci, tempDir } from './support.js';
+
+const d = (content: string) => parseDigest(digestOf(content))!;
+
+describe('tag store', () => {
+  let cleanup: () => Promise<void>;
+  let driver: FilesystemDriver;
+  let tags: TagStore;
+  before(async () => {
+    const dir = await tempDir('tags');
+    cleanup = dir.cleanup;
+    driver = new FilesystemDriver({ rootdirectory: dir.path });
+    tags = new TagStore(driver);
+  });
+  after(() => cleanup());
+
+  it('sets, resolves and moves a tag through its current/link', async () => {
+    await tags.set('r/one', '1.12.1', d('a'));
+    expect((await tags.resolve('r/one', '1.12.1')).digest).to.equal(digestOf('a'));
+    expect((await driver.getContent(paths.tagLink('r/one', '1.12.1'))).toString()).to.equal(digestOf('a'));
+    await tags.set('r/one', '1.12.1', d('b'));
+    expect((await tags.resolve('r/one', '1.12.1')).digest).to.equal(digestOf('b'));
+  });
+
+  it('answers MANIFEST_UNKNOWN for an unknown tag and for an unreadable link', async () => {
+    await rejectsOci(tags.resolve('r/one', 'missing'), 404, 'MANIFEST_UNKNOWN');
+    await driver.putContent(paths.tagLink('r/one', 'corrupt'), '');
+    await rejectsOci(tags.resolve('r/one', 'corrupt'), 404, 'MANIFEST_UNKNOWN');
+    await driver.delete(paths.tag('r/one', 'corrupt'));
+  });
+
+  it('accepts a link with a trailing newline (as other tools write it)', async () => {
+    await driver.putContent(paths.tagLink('r/one', 'newline'), `${digestOf('c')}\n`);
+    expect((await tags.resolve('r/one', 'newline')).digest).to.equal(digestOf('c'));
+    await driver.delete(paths.tag('r/one', 'newline'));
+  });
+
+  it('lists tags sorted in byte order', async () => {
+    for (const tag of ['latest', '1.12.1-linuxarm64', 'V2', '1.12.1', '_x']) await tags.set('r/list', tag, d(tag));
+    expect(await tags.all('r/list')).to.deep.equal(['1.12.1', '1.12.1-linuxarm64', 'V2', '_x', 'latest']);
+  });
+
+  it('finds the tags pointing at a digest', async () => {
+    await tags.set('r/point', 'a', d('x'));
+    await tags.set('r/point', 'b', d('y'));
+    await tags.set('r/point', 'c', d('x'));
+    expect((await tags.pointingAt('r/point', digestOf('x'))).sort()).to.deep.equal(['a', 'c']);
+    expect(await tags.pointingAt('r/point', digestOf('z'))).to.deep.equal([]);
+    expect(await tags.pointingAt('r/none', digestOf('x'))).to.deep.equal([]);
+  });
+
+  it('deletes a tag, and answers MANIFEST_UNKNOWN for one that does not exist', async () => {
+    await tags.set('r/del', 'gone', d('g'));
+    await tags.set('r/del', 'kept', d('g'));
+    await tags.delete('r/del', 'gone');
+    expect(await tags.all('r/del')).to.deep.equal(['kept']);
+    await rejectsOci(tags.delete('r/del', 'gone'), 404, 'MANIFEST_UNKNOWN');
+  });
+
+  it('answers NAME_UNKNOWN for a repository that does not exist, and [] for one without tags', async () => {
+    await rejectsOci(tags.all('r/never'), 404, 'NAME_UNKNOWN');
+    await driver.putContent(paths.layerLink('r/untagged', d('l')), digestOf('l'));
+    expect(await tags.all('r/untagged')).to.deep.equal([]);
+  });
+});

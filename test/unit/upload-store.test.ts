@@ -1,0 +1,284 @@
+import { hostname } from 'node:os';
+import { appendFile, readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { PathNotFoundError } from '../../storage-drivers/driver.js';
+import { FilesystemDriver } from '../../storage-drivers/filesystem.js';
+import { BlobStore } from '../../server/registry/blob-store.js';
+import { digestOf, parseDigest } from '../../server/registry/digest.js';
+import { paths } from '../../server/registry/paths.js';
+import { rangeHeader, UploadStore } from '../../server/registry/upload-store.js';
+import { bodyOf, readAll, rejectsOci, rejectsWith, tempDir } from './support.js';
+
+const NAME = 'ddn-k8s/docker.io/langgenius/dify-api';
+const digest = (content: string | Buffer, algorithm: 'sha256' | 'sha512' = 'sha256') => parseDigest(digestOf(content, algorithm))!;
+
+describe('upload store', () => {
+  let root: string;
+  let cleanup: () => Promise<void>;
+  let driver: FilesystemDriver;
+  let blobs: BlobStore;
+  let uploads: UploadStore;
+  before(async () => {
+    ({ path: root, cleanup } = await tempDir('uploads'));
+  });
+  after(() => cleanup());
+  beforeEach(() => {
+    driver = new FilesystemDriver({ rootdirectory: root });
+    blobs = new BlobStore(driver);
+    uploads = new UploadStore(driver, blobs);
+  });
+
+  /** A second process (or a restarted one): new objects over the same directory, no live hash. */
+  const restarted = () => {
+    const fresh = new FilesystemDriver({ rootdirectory: root });
+    return { driver: fresh, blobs: new BlobStore(fresh), uploads: new UploadStore(fresh, new BlobStore(fresh)) };
+  };
+  const onDisk = (path: string) => join(root, path);
+  const blobContent = async (content: string) => (await driver.getContent(paths.blobData(digest(content)))).toString();
+
+  it('creates a session stored as state.json with offset 0', async () => {
+    const state = await uploads.create(NAME);
+    expect(state.id).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(state.name).to.equal(NAME);
+    expect(state.offset).to.equal(0);
+    expect(state.sha256).to.equal(digest('').hex);
+    expect(Date.now() - Date.parse(state.startedAt)).to.be.within(0, 10_000);
+    expect(await uploads.get(NAME, state.id)).to.deep.equal(state);
+    expect(JSON.parse(await readFile(onDisk(paths.uploadState(NAME, state.id)), 'utf8'))).to.deep.equal(state);
+    expect(rangeHeader(state)).to.deep.equal({ Range: '0-0' });
+  });
+
+  it('answers BLOB_UPLOAD_UNKNOWN for a malformed id, an unknown id, or another repository', async () => {
+    await rejectsOci(uploads.get(NAME, '../../etc'), 404, 'BLOB_UPLOAD_UNKNOWN');
+    await rejectsOci(uploads.get(NAME, '00000000-0000-0000-0000-000000000000'), 404, 'BLOB_UPLOAD_UNKNOWN');
+    const state = await uploads.create(NAME);
+    await rejectsOci(uploads.get('library/other', state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+    await rejectsOci(uploads.append('library/other', state.id, { body: bodyOf('x') }), 404, 'BLOB_UPLOAD_UNKNOWN');
+  });
+
+  it('appends chunks at their offsets, with and without Content-Range', async () => {
+    const state = await uploads.create(NAME);
+    const first = await uploads.append(NAME, state.id, { body: bodyOf('hello '), length: 6, range: { start: 0, end: 5 } });
+    expect(first.offset).to.equal(6);
+    expect(first.sha256).to.equal(digest('hello ').hex);
+    expect(rangeHeader(first)).to.deep.equal({ Range: '0-5' });
+    const second = await uploads.append(NAME, state.id, { body: bodyOf('wor', 'ld'), range: { start: 6, end: 10 } });
+    expect(second.offset).to.equal(11);
+    const third = await uploads.append(NAME, state.id, { body: bodyOf('!') }); // streamed, no range
+    expect(third.offset).to.equal(12);
+    expect(third.sha256).to.equal(digest('hello world!').hex);
+    expect((await uploads.get(NAME, state.id)).offset).to.equal(12);
+    expect(await readFile(onDisk(paths.uploadData(NAME, state.id)), 'utf8')).to.equal('hello world!');
+  });
+
+  it('refuses a chunk that does not start at the offset with 416 and the current Range', async () => {
+    const state = await uploads.create(NAME);
+    await uploads.append(NAME, state.id, { body: bodyOf('12345') });
+    for (const start of [0, 4, 6]) {
+      const error = await rejectsOci(
+        uploads.append(NAME, state.id, { body: bodyOf('x'), length: 1, range: { start, end: start } }),
+        416,
+        'BLOB_UPLOAD_INVALID',
+      );
+      expect(error.headers).to.deep.equal({ Range: '0-4' });
+    }
+    expect((await uploads.get(NAME, state.id)).offset).to.equal(5);
+    expect(await readFile(onDisk(paths.uploadData(NAME, state.id)), 'utf8')).to.equal('12345');
+  });
+
+  it('refuses a Content-Range that disagrees with Content-Length with 416', async () => {
+    const state = await uploads.create(NAME);
+    await rejectsOci(uploads.append(NAME, state.id, { body: bodyOf('abc'), length: 3, range: { start: 0, end: 9 } }), 416, 'BLOB_UPLOAD_INVALID');
+    expect((await uploads.get(NAME, state.id)).offset).to.equal(0);
+  });
+
+  it('refuses a body shorter or longer than declared with SIZE_INVALID and keeps the earlier bytes', async () => {
+    const state = await uploads.create(NAME);
+    await uploads.append(NAME, state.id, { body: bodyOf('keep') });
+    await rejectsOci(uploads.append(NAME, state.id, { body: bodyOf('ab'), length: 5 }), 400, 'SIZE_INVALID');
+    await rejectsOci(uploads.append(NAME, state.id, { body: bodyOf('abc', 'def'), range: { start: 4, end: 7 } }), 400, 'SIZE_INVALID');
+    const after = await uploads.get(NAME, state.id);
+    expect(after.offset).to.equal(4);
+    expect([undefined, digest('keep').hex]).to.include(after.sha256);
+    expect((await stat(onDisk(paths.uploadData(NAME, state.id)))).size).to.equal(4);
+    // The session is still usable after the failures, and the digest still verifies.
+    await uploads.append(NAME, state.id, { body: bodyOf('+ok') });
+    const blob = await uploads.complete(NAME, state.id, digest('keep+ok'));
+    expect(blob).to.deep.equal({ digest: digest('keep+ok').digest, size: 7 });
+  });
+
+  it('completes with a final chunk, storing the blob content-addressed and linking it', async () => {
+    const state = await uploads.create(NAME);
+    await uploads.append(NAME, state.id, { body: bodyOf('part one, ') });
+    const d = digest('part one, part two');
+    const blob = await uploads.complete(NAME, state.id, d, { body: bodyOf('part two'), length: 8 });
+    expect(blob).to.deep.equal({ digest: d.digest, size: 18 });
+    expect(await blobContent('part one, part two')).to.equal('part one, part two');
+    expect((await driver.getContent(paths.layerLink(NAME, d))).toString()).to.equal(d.digest);
+    expect(await blobs.stat(NAME, d)).to.deep.equal({ digest: d.digest, size: 18 });
+    await rejectsOci(uploads.get(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+    await rejectsWith(driver.stat(paths.upload(NAME, state.id)), PathNotFoundError);
+  });
+
+  it('completes body-less after an append (docker: one streamed PATCH, then PUT)', async () => {
+    const content = Buffer.alloc(300 * 1024, 7);
+    const state = await uploads.create(NAME);
+    await uploads.append(NAME, state.id, { body: bodyOf(content.subarray(0, 100_000), content.subarray(100_000)) });
+    const blob = await uploads.complete(NAME, state.id, digest(content));
+    expect(blob.size).to.equal(content.length);
+    expect((await driver.getContent(paths.blobData(digest(content)))).equals(content)).to.equal(true);
+  });
+
+  it('completes an empty upload', async () => {
+    const state = await uploads.create(NAME);
+    const blob = await uploads.complete(NAME, state.id, digest(''));
+    expect(blob).to.deep.equal({ digest: digest('').digest, size: 0 });
+    expect((await driver.getContent(paths.blobData(digest('')))).length).to.equal(0);
+    expect(await blobs.isLinked(NAME, digest(''))).to.equal(true);
+  });
+
+  it('completes a monolithic upload (the whole body in the PUT)', async () => {
+    const state = await uploads.create(NAME);
+    const blob = await uploads.complete(NAME, state.id, digest('monolithic'), { body: bodyOf('monolithic'), length: 10 });
+    expect(blob.size).to.equal(10);
+    expect(await blobContent('monolithic')).to.equal('monolithic');
+  });
+
+  it('verifies a sha512 digest', async () => {
+    const state = await uploads.create(NAME);
+    await uploads.append(NAME, state.id, { body: bodyOf('sha512 content') });
+    const d = digest('sha512 content', 'sha512');
+    expect(await uploads.complete(NAME, state.id, d)).to.deep.equal({ digest: d.digest, size: 14 });
+    expect((await driver.getContent(paths.blobData(d))).toString()).to.equal('sha512 content');
+  });
+
+  it('refuses a wrong digest with DIGEST_INVALID, stores nothing, and ends the session', async () => {
+    const state = await uploads.create(NAME);
+    await uploads.append(NAME, state.id, { body: bodyOf('actual') });
+    const wrong = digest('expected');
+    const error = await rejectsOci(uploads.complete(NAME, state.id, wrong), 400, 'DIGEST_INVALID');
+    expect(error.detail).to.deep.equal({ expected: wrong.digest, actual: digest('actual').digest });
+    expect(await blobs.statGlobal(wrong)).to.equal(undefined);
+    expect(await blobs.statGlobal(digest('actual'))).to.equal(undefined);
+    await rejectsOci(uploads.get(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+  });
+
+  it('refuses a wrong sha512 digest too', async () => {
+    const state = await uploads.create(NAME);
+    await uploads.append(NAME, state.id, { body: bodyOf('abc') });
+    await rejectsOci(uploads.complete(NAME, state.id, digest('abd', 'sha512')), 400, 'DIGEST_INVALID');
+  });
+
+  it('links without rewriting when the blob already exists from another repository', async () => {
+    const other = await uploads.create('library/first');
+    await uploads.complete('library/first', other.id, digest('shared'), { body: bodyOf('shared') });
+    const before = await stat(onDisk(paths.blobData(digest('shared'))));
+    const state = await uploads.create(NAME);
+    await uploads.complete(NAME, state.id, digest('shared'), { body: bodyOf('shared') });
+    const after = await stat(onDisk(paths.blobData(digest('shared'))));
+    expect(after.ino).to.equal(before.ino);
+    expect(await blobs.isLinked(NAME, digest('shared'))).to.equal(true);
+    await rejectsOci(uploads.get(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+  });
+
+  it('cancel removes the session and its data', async () => {
+    const state = await uploads.create(NAME);
+    await uploads.append(NAME, state.id, { body: bodyOf('abc') });
+    await uploads.cancel(NAME, state.id);
+    await rejectsOci(uploads.get(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+    const remaining = await readdir(onDisk(`${paths.repository(NAME)}/_uploads`));
+    expect(remaining).to.not.include(state.id);
+    await rejectsOci(uploads.cancel(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+  });
+
+  it('refuses a concurrent append to the same upload with 416, then accepts the next one', async () => {
+    const state = await uploads.create(NAME);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let started!: () => void;
+    const writing = new Promise<void>((resolve) => (started = resolve));
+    async function* slowBody(): AsyncGenerator<Buffer> {
+      yield Buffer.from('abc');
+      started();
+      await gate;
+      yield Buffer.from('def');
+    }
+    const first = uploads.append(NAME, state.id, { body: slowBody() });
+    await writing;
+    const error = await rejectsOci(uploads.append(NAME, state.id, { body: bodyOf('zzz') }), 416, 'BLOB_UPLOAD_INVALID');
+    expect(error.headers).to.deep.equal({ Range: '0-0' });
+    // Another process refuses it too (the lock is in storage, not in memory).
+    await rejectsOci(restarted().uploads.append(NAME, state.id, { body: bodyOf('zzz') }), 416, 'BLOB_UPLOAD_INVALID');
+    await rejectsOci(uploads.complete(NAME, state.id, digest('abcdef')), 416, 'BLOB_UPLOAD_INVALID');
+    release();
+    expect((await first).offset).to.equal(6);
+    const next = await uploads.append(NAME, state.id, { body: bodyOf('ghi'), range: { start: 6, end: 8 } });
+    expect(next.offset).to.equal(9);
+    expect((await uploads.complete(NAME, state.id, digest('abcdefghi'))).size).to.equal(9);
+  });
+
+  describe('resuming in another process or after a crash (no live hash)', () => {
+    it('completes body-less in a new UploadStore from the stored digest', async () => {
+      const state = await uploads.create(NAME);
+      await uploads.append(NAME, state.id, { body: bodyOf('written by process A') });
+      const b = restarted();
+      expect((await b.uploads.complete(NAME, state.id, digest('written by process A'))).size).to.equal(20);
+      expect(await blobContent('written by process A')).to.equal('written by process A');
+    });
+
+    it('appends in a new UploadStore and still verifies the digest', async () => {
+      const state = await uploads.create(NAME);
+      await uploads.append(NAME, state.id, { body: bodyOf('first half, ') });
+      const b = restarted();
+      const next = await b.uploads.append(NAME, state.id, { body: bodyOf('second half'), range: { start: 12, end: 22 } });
+      expect(next.offset).to.equal(23);
+      // Without the live hash the running digest may be left for the end, but if recorded it must be right.
+      expect([undefined, digest('first half, second half').hex]).to.include(next.sha256);
+      // And back on the first process, whose live hash is now stale.
+      await uploads.append(NAME, state.id, { body: bodyOf('.') });
+      expect((await b.uploads.complete(NAME, state.id, digest('first half, second half.'))).size).to.equal(24);
+      await rejectsOci(b.uploads.complete(NAME, state.id, digest('first half, second half.')), 404, 'BLOB_UPLOAD_UNKNOWN');
+    });
+
+    it('drops bytes a crashed writer left beyond the committed offset, and takes over its lock', async () => {
+      const state = await uploads.create(NAME);
+      await uploads.append(NAME, state.id, { body: bodyOf('committed|') });
+      // The crashed process: bytes written but never recorded in state.json, and its lock left behind.
+      await appendFile(onDisk(paths.uploadData(NAME, state.id)), 'HALF-WRITTEN CHUNK');
+      await driver.putContent(
+        paths.uploadLock(NAME, state.id),
+        JSON.stringify({ expires: Date.now() + 60_000, host: hostname(), pid: 99_999_999, instance: 'crashed' }),
+      );
+      const b = restarted();
+      const status = await b.uploads.get(NAME, state.id);
+      expect(status.offset).to.equal(10);
+      const next = await b.uploads.append(NAME, state.id, { body: bodyOf('resumed'), range: { start: 10, end: 16 } });
+      expect(next.offset).to.equal(17);
+      expect(await readFile(onDisk(paths.uploadData(NAME, state.id)), 'utf8')).to.equal('committed|resumed');
+      expect((await b.uploads.complete(NAME, state.id, digest('committed|resumed'))).size).to.equal(17);
+      expect(await blobContent('committed|resumed')).to.equal('committed|resumed');
+    });
+
+    it('a body-less complete after a crash does not move the crashed writer\'s leftover bytes into the blob', async () => {
+      const state = await uploads.create(NAME);
+      await uploads.append(NAME, state.id, { body: bodyOf('the real blob') });
+      // A later PATCH crashed after writing data but before recording it in state.json.
+      await appendFile(onDisk(paths.uploadData(NAME, state.id)), 'LEFTOVER');
+      const d = digest('the real blob');
+      const blob = await restarted().uploads.complete(NAME, state.id, d);
+      expect(blob.size).to.equal(13);
+      // Regression: at b609441 the digest was verified from state.json and the data file moved as it was.
+      const stored = await readAll(await driver.reader(paths.blobData(d)));
+      expect(stored.toString()).to.equal('the real blob');
+      expect(await blobs.stat(NAME, d)).to.deep.equal({ digest: d.digest, size: 13 });
+    });
+
+    it('reads the data once to rebuild the hash for a sha512 digest in a new process', async () => {
+      const state = await uploads.create(NAME);
+      await uploads.append(NAME, state.id, { body: bodyOf('abc') });
+      const d = digest('abc', 'sha512');
+      expect((await restarted().uploads.complete(NAME, state.id, d)).digest).to.equal(d.digest);
+    });
+  });
+});
