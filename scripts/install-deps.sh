@@ -9,6 +9,7 @@ packages=(
   qemu-user-static binfmt-support          # run arm64 images
   busybox-static                           # amd64 base image for tests
   redis-server                             # shared state (later issues)
+  ceph-mon ceph-osd radosgw ceph-common    # a real S3 (RADOS Gateway) for the S3 driver tests
   ca-certificates curl openssl
 )
 missing=()

@@ -27,12 +27,32 @@ const schema = z.strictObject({
       draintimeout: duration.default('30s'),
       headers: z.record(z.string(), z.union([z.string(), z.array(z.string())])).default({}),
       tls: z.strictObject({ certificate: z.string(), key: z.string() }).optional(),
-      relativeurls: z.boolean().default(false),
     })
     .prefault({}),
   storage: z
     .strictObject({
       filesystem: z.strictObject({ rootdirectory: z.string().default('./data') }).prefault({}),
+      /** Chooses the S3 driver when present (Distribution: the one storage section that is set). */
+      s3: z
+        .strictObject({
+          bucket: z.string().min(3),
+          region: z.string().default('us-east-1'),
+          regionendpoint: z.url().optional(),
+          forcepathstyle: z.boolean().default(false),
+          rootdirectory: z.string().default(''),
+          accesskey: z.string().optional(),
+          secretkey: z.string().optional(),
+          encrypt: z.boolean().default(false),
+          storageclass: z.string().optional(),
+          chunksize: z.number().int().min(5 * 1024 * 1024).max(5 * 1024 * 1024 * 1024).default(10 * 1024 * 1024),
+          /** Ours: WHEN_REQUIRED for S3-compatible stores that reject the SDK's default streaming checksums. */
+          checksummode: z.enum(['WHEN_SUPPORTED', 'WHEN_REQUIRED']).default('WHEN_REQUIRED'),
+          /** Ours: parts of one upload in flight; memory per upload is uploadconcurrency x chunksize. */
+          uploadconcurrency: z.number().int().min(1).max(16).default(1),
+        })
+        .refine((s3) => Boolean(s3.accesskey) === Boolean(s3.secretkey), 'accesskey and secretkey go together')
+        .optional(),
+      redirect: z.strictObject({ disable: z.boolean().default(false) }).prefault({}),
       delete: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
       /** Accepted for Distribution compatibility: manifests are always cached in memory by digest here. */
       cache: z.strictObject({ blobdescriptor: z.enum(['inmemory']).optional() }).optional(),
@@ -48,6 +68,15 @@ const schema = z.strictObject({
             .prefault({}),
         })
         .prefault({}),
+    })
+    .prefault({}),
+  middleware: z
+    .strictObject({
+      /** Distribution's storage middleware; `redirect` with `baseurl` signs blob URLs for that public host. */
+      storage: z
+        .array(z.strictObject({ name: z.literal('redirect'), options: z.strictObject({ baseurl: z.url() }) }))
+        .max(1)
+        .default([]),
     })
     .prefault({}),
   health: z

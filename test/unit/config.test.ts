@@ -60,12 +60,14 @@ describe('config', () => {
     const config = loadConfig(undefined, {});
     expect(config).to.deep.equal({
       log: { level: 'info', formatter: 'json', fields: {} },
-      http: { addr: '0.0.0.0:5000', workers: 0, draintimeout: '30s', headers: {}, relativeurls: false },
+      http: { addr: '0.0.0.0:5000', workers: 0, draintimeout: '30s', headers: {} },
       storage: {
         filesystem: { rootdirectory: './data' },
+        redirect: { disable: false },
         delete: { enabled: true },
         maintenance: { uploadpurging: { enabled: true, age: '168h', interval: '24h', dryrun: false } },
       },
+      middleware: { storage: [] },
       health: { storagedriver: { enabled: true, interval: '10s', threshold: 3 } },
     } satisfies Config);
   });
@@ -113,7 +115,7 @@ describe('config', () => {
     const config = loadConfig(path, {
       REGISTRY_HTTP_ADDR: ':6000',
       REGISTRY_HTTP_WORKERS: '3',
-      REGISTRY_HTTP_RELATIVEURLS: 'true',
+      REGISTRY_STORAGE_REDIRECT_DISABLE: 'true',
       REGISTRY_STORAGE_DELETE_ENABLED: 'false',
       REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: '/var/lib/registry',
       REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_DRYRUN: 'true',
@@ -125,7 +127,7 @@ describe('config', () => {
     });
     expect(config.http.addr).to.equal(':6000');
     expect(config.http.workers).to.equal(3);
-    expect(config.http.relativeurls).to.equal(true);
+    expect(config.storage.redirect.disable).to.equal(true);
     expect(config.storage.delete.enabled).to.equal(false);
     expect(config.storage.filesystem.rootdirectory).to.equal('/var/lib/registry');
     expect(config.storage.maintenance.uploadpurging.dryrun).to.equal(true);
