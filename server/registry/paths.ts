@@ -6,6 +6,7 @@
 //   /docker/registry/v2/repositories/<name>/_uploads/<id>/{data,state.json,lock}
 // plus ours, for the referrers API:
 //   /docker/registry/v2/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<referrer hex>.json
+//   /docker/registry/v2/repositories/<name>/_manifests/tags.version
 import type { ParsedDigest } from './digest.js';
 
 export const ROOT = '/docker/registry/v2';
@@ -18,6 +19,8 @@ export const paths = {
   revisionLink: (name: string, d: ParsedDigest) => `${REPOSITORIES}/${name}/_manifests/revisions/${d.algorithm}/${d.hex}/link`,
   tags: (name: string) => `${REPOSITORIES}/${name}/_manifests/tags`,
   tag: (name: string, tag: string) => `${REPOSITORIES}/${name}/_manifests/tags/${tag}`,
+  /** Ours: rewritten on every tag change, so listings can be cached and validated with one read. */
+  tagsVersion: (name: string) => `${REPOSITORIES}/${name}/_manifests/tags.version`,
   tagLink: (name: string, tag: string) => `${REPOSITORIES}/${name}/_manifests/tags/${tag}/current/link`,
   upload: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}`,
   uploadData: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}/data`,

@@ -1,11 +1,18 @@
 // Tags: one link file per tag, replaced atomically, so concurrent pushes leave one winner and never an empty link.
+// Listing is cached per repository and validated by a version marker that every tag change rewrites, so a
+// repository with 10,000 tags costs one small read per listing instead of ten S3 list calls.
+import { randomUUID } from 'node:crypto';
 import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
 import { manifestUnknown, nameUnknown } from './errors.js';
 import { parseDigest, type ParsedDigest } from './digest.js';
 import { paths } from './paths.js';
 import { compareCodeUnits } from './pagination.js';
 
+const CACHED_REPOSITORIES = 256;
+
 export class TagStore {
+  private readonly listings = new Map<string, { version: string; tags: string[] }>();
+
   constructor(private readonly driver: StorageDriver) {}
 
   async resolve(name: string, tag: string): Promise<ParsedDigest> {
@@ -21,6 +28,7 @@ export class TagStore {
 
   async set(name: string, tag: string, digest: ParsedDigest): Promise<void> {
     await this.driver.putContent(paths.tagLink(name, tag), digest.digest);
+    await this.bumpVersion(name);
   }
 
   async delete(name: string, tag: string): Promise<void> {
@@ -31,10 +39,34 @@ export class TagStore {
       throw error;
     }
     await this.driver.delete(paths.tag(name, tag));
+    await this.bumpVersion(name);
   }
 
   /** All tags, sorted; NAME_UNKNOWN when the repository does not exist. */
   async all(name: string): Promise<string[]> {
+    // The version is read before listing: a change after this point bumps it again, so a cached
+    // listing is never kept under a version older than its content.
+    let version = await this.version(name);
+    const cached = this.listings.get(name);
+    if (version !== undefined && cached?.version === version) {
+      this.listings.delete(name);
+      this.listings.set(name, cached);
+      return cached.tags;
+    }
+    const tags = await this.list(name);
+    if (version === undefined) {
+      // A repository from before versions (or from Distribution). Start a version only if no tag change
+      // wrote one meanwhile; otherwise this listing may already be stale and is not cached.
+      const fresh = randomUUID();
+      if (!(await this.driver.putContentIfAbsent(paths.tagsVersion(name), fresh))) return tags;
+      version = fresh;
+    }
+    this.listings.set(name, { version, tags });
+    if (this.listings.size > CACHED_REPOSITORIES) this.listings.delete(this.listings.keys().next().value!);
+    return tags;
+  }
+
+  private async list(name: string): Promise<string[]> {
     let entries: string[];
     try {
       entries = await this.driver.list(paths.tags(name));
@@ -44,6 +76,19 @@ export class TagStore {
       return [];
     }
     return entries.map((entry) => entry.slice(entry.lastIndexOf('/') + 1)).sort(compareCodeUnits);
+  }
+
+  private async version(name: string): Promise<string | undefined> {
+    try {
+      return (await this.driver.getContent(paths.tagsVersion(name))).toString();
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  private async bumpVersion(name: string): Promise<void> {
+    await this.driver.putContent(paths.tagsVersion(name), randomUUID());
   }
 
   /** Tags that point at `digest` (for manifest deletion). */

@@ -67,4 +67,49 @@ describe('tag store', () => {
     await driver.putContent(paths.layerLink('r/untagged', d('l')), digestOf('l'));
     expect(await tags.all('r/untagged')).to.deep.equal([]);
   });
+
+  describe('cached listing', () => {
+    /** Counts list() calls, to see whether a listing came from the cache. */
+    function counting(inner: FilesystemDriver): { driver: FilesystemDriver; lists: () => number } {
+      let count = 0;
+      const proxy = new Proxy(inner, {
+        get(target, property, receiver) {
+          if (property === 'list') return (p: string) => (count++, target.list(p));
+          const value = Reflect.get(target, property, receiver);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      return { driver: proxy, lists: () => count };
+    }
+
+    it('serves a repeated listing from the cache, and sees changes made by another process', async () => {
+      const mine = counting(driver);
+      const here = new TagStore(mine.driver);
+      const elsewhere = new TagStore(driver); // another process on the same storage
+      await elsewhere.set('r/cached', 'a', d('1'));
+      expect(await here.all('r/cached')).to.deep.equal(['a']);
+      const afterFirst = mine.lists();
+      expect(await here.all('r/cached')).to.deep.equal(['a']);
+      expect(mine.lists(), 'second listing came from the cache').to.equal(afterFirst);
+      await elsewhere.set('r/cached', 'b', d('2'));
+      expect(await here.all('r/cached')).to.deep.equal(['a', 'b']);
+      await elsewhere.delete('r/cached', 'a');
+      expect(await here.all('r/cached')).to.deep.equal(['b']);
+    });
+
+    it('lists a repository written without a version marker (as by Distribution), then caches it', async () => {
+      await driver.putContent(paths.tagLink('r/legacy', 'v1'), digestOf('x'));
+      const mine = counting(driver);
+      const here = new TagStore(mine.driver);
+      expect(await here.all('r/legacy')).to.deep.equal(['v1']);
+      const afterFirst = mine.lists();
+      expect(await here.all('r/legacy')).to.deep.equal(['v1']);
+      expect(mine.lists()).to.equal(afterFirst);
+    });
+
+    it('creates no version marker, and so no repository, when listing an unknown one', async () => {
+      await rejectsOci(tags.all('r/never'), 404, 'NAME_UNKNOWN');
+      await rejectsOci(tags.all('r/never'), 404, 'NAME_UNKNOWN');
+    });
+  });
 });
