@@ -23,8 +23,9 @@ export function blobRoutes(router: Router, registry: Registry, options: BlobRout
       ctx.status = 304;
       return;
     }
-    if (options.redirect) {
-      const url = await registry.blobs.redirectURL(digest, ctx.method === 'HEAD' ? 'HEAD' : 'GET');
+    // HEAD is answered here from the stat above: a redirect would only add a round trip.
+    if (options.redirect && ctx.method === 'GET') {
+      const url = await registry.blobs.redirectURL(digest, 'GET');
       if (url) {
         ctx.status = 307;
         ctx.set('Location', url);

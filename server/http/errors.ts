@@ -1,7 +1,7 @@
 // Every failure leaves as the spec's JSON error body; anything unexpected is a logged 500 without internals.
 import type { Context, Next } from 'koa';
 import { OciError } from '../registry/errors.js';
-import { InvalidPathError } from '../../storage-drivers/driver.js';
+import { InvalidPathError, StorageUnavailableError } from '../../storage-drivers/driver.js';
 
 export async function ociErrors(ctx: Context, next: Next): Promise<void> {
   try {
@@ -22,6 +22,13 @@ export async function ociErrors(ctx: Context, next: Next): Promise<void> {
 function toOciError(caught: unknown, ctx: Context): OciError {
   if (caught instanceof OciError) return caught;
   if (caught instanceof InvalidPathError) return new OciError(400, 'NAME_INVALID', 'invalid name or reference');
+  if (caught instanceof StorageUnavailableError) {
+    // Retries with backoff already happened in the driver; the client may try again a little later.
+    ctx.state.internalError = caught;
+    return new OciError(503, 'UNAVAILABLE', 'storage backend unavailable, try again', { requestId: ctx.state.requestId }, {
+      'Retry-After': '5',
+    });
+  }
   const code = (caught as NodeJS.ErrnoException).code;
   if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (caught as Error).message === 'aborted') {
     // The client went away mid-body; nothing was committed. It will not read this answer, but logs will.

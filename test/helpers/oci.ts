@@ -213,6 +213,8 @@ export interface RequestOptions {
   headers?: Record<string, string>;
   body?: Buffer | string;
   query?: Record<string, string | number | undefined>;
+  /** 'manual' shows a 307 to storage (S3 presigned URLs) instead of following it. */
+  redirect?: 'follow' | 'manual';
 }
 
 /** A minimal registry client over Node's fetch. Paths may be relative ("/v2/...") or absolute URLs. */
@@ -234,7 +236,7 @@ export class OciClient {
         method,
         headers: options.headers,
         body: options.body === undefined ? undefined : typeof options.body === 'string' ? options.body : new Uint8Array(options.body),
-        redirect: 'follow',
+        redirect: options.redirect ?? 'follow',
       });
       const body = method === 'HEAD' ? Buffer.alloc(0) : Buffer.from(await res.arrayBuffer());
       return makeReply(request, res.status, res.headers, body);

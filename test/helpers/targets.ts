@@ -38,11 +38,25 @@ function processGone(pid: number): boolean {
 
 /** Our registry on a fresh filesystem root, through test/helpers/registry.ts. */
 export function filesystemTarget(options: { config?: Record<string, unknown>; workers?: number } = {}): TargetFactory {
+  return registryTarget('filesystem', async () => options.config ?? {}, options.workers);
+}
+
+/** Our registry on a fresh bucket of the shared Ceph RGW (test/helpers/shared-s3.ts). */
+export function s3Target(options: { workers?: number; s3?: Record<string, unknown> } = {}): TargetFactory {
+  return registryTarget('s3', async () => {
+    const { s3StorageConfig } = await import('./shared-s3.js');
+    return { storage: { s3: await s3StorageConfig(options.s3) } };
+  }, options.workers);
+}
+
+function registryTarget(name: string, makeConfig: () => Promise<Record<string, unknown>>, workers: number | undefined): TargetFactory {
   return {
-    name: 'filesystem',
+    name,
     async start() {
       // Imported lazily, so that TEST_REGISTRY_URL runs need nothing of our server.
       const { startRegistry } = await import('./registry.js');
+      const config = await makeConfig();
+      const options = { config, workers };
       const rootDir = await tempDir('registry-proto');
       let running = await startRegistry({ config: options.config, workers: options.workers, rootDir });
       const target: RegistryTarget = {
@@ -65,6 +79,8 @@ export function filesystemTarget(options: { config?: Record<string, unknown>; wo
           running = await startRegistry({ config: options.config, workers: options.workers, rootDir: running.root });
         },
       };
+      // The filesystem root is ours to inspect only when the data lives there.
+      if (config.storage !== undefined) Object.defineProperty(target, 'root', { get: () => undefined });
       return target;
     },
   };
@@ -87,5 +103,14 @@ export function suiteTargets(): TargetFactory[] {
   const external = process.env.TEST_REGISTRY_URL;
   if (external) return [externalTarget(external, process.env.TEST_REGISTRY_ROOT || undefined)];
   const workers = Number(process.env.TEST_REGISTRY_WORKERS) || undefined;
-  return [filesystemTarget({ workers })];
+  return testBackends().map((backend) => (backend === 's3' ? s3Target({ workers }) : filesystemTarget({ workers })));
+}
+
+/** TEST_BACKENDS=filesystem,s3 (the default: both) selects the storage backends the suites run on. */
+export function testBackends(): Array<'filesystem' | 's3'> {
+  const chosen = (process.env.TEST_BACKENDS ?? 'filesystem,s3').split(',').map((b) => b.trim()).filter(Boolean);
+  for (const backend of chosen) {
+    if (backend !== 'filesystem' && backend !== 's3') throw new Error(`TEST_BACKENDS: unknown backend ${backend}`);
+  }
+  return chosen as Array<'filesystem' | 's3'>;
 }

@@ -14,6 +14,7 @@ import { startBuildah, startPodman, startSkopeo, type ContainerClient } from '..
 import { startDistribution } from '../helpers/distribution.js';
 import { startDockerd, type RunningDockerd } from '../helpers/dockerd.js';
 import { buildBusyboxImage, buildMultiArchIndex, UNAME_M, type Arch, type BuiltImage } from '../helpers/images.js';
+import { testBackends } from '../helpers/targets.js';
 import { removeTree } from '../helpers/cleanup.js';
 import { run, tempDir } from '../helpers/process.js';
 
@@ -325,20 +326,23 @@ if (!['registry', 'distribution', 'both'].includes(which)) {
   throw new Error(`TEST_CLIENTS_TARGET must be registry, distribution or both, not ${which}`);
 }
 if (which === 'registry' || which === 'both') {
-  describeClientSuite('dify-registry', async () => {
-    // Imported here so the Distribution run does not depend on the server being loadable.
-    const { startRegistry } = await import('../helpers/registry.js');
-    const registry = await startRegistry();
-    return {
-      url: registry.url,
-      hostPort: registry.hostPort,
-      async stop() {
-        await registry.stop();
-        // The storage holds the 200 MiB layer; the helper's stop() leaves its files behind.
-        await removeTree(registry.root);
-      },
-    };
-  });
+  for (const backend of testBackends()) {
+    describeClientSuite(`dify-registry on ${backend}`, async () => {
+      // Imported here so the Distribution run does not depend on the server being loadable.
+      const { startRegistry } = await import('../helpers/registry.js');
+      const config = backend === 's3' ? { storage: { s3: await (await import('../helpers/shared-s3.js')).s3StorageConfig() } } : {};
+      const registry = await startRegistry({ config });
+      return {
+        url: registry.url,
+        hostPort: registry.hostPort,
+        async stop() {
+          await registry.stop();
+          // The storage holds the 200 MiB layer; the helper's stop() leaves its files behind.
+          await removeTree(registry.root);
+        },
+      };
+    });
+  }
 }
 if (which === 'distribution' || which === 'both') {
   describeClientSuite('CNCF Distribution 2.8.2', () => startDistribution());
