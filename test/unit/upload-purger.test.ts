@@ -1,0 +1,52 @@
+import { expect } from 'chai';
+import { FilesystemDriver } from '../../storage-drivers/filesystem.js';
+import { BlobStore } from '../../server/registry/blob-store.js';
+import { paths } from '../../server/registry/paths.js';
+import { UploadStore } from '../../server/registry/upload-store.js';
+import { purgeUploads } from '../../server/registry/upload-purger.js';
+import { tempDir } from './support.js';
+
+const HOUR = 3_600_000;
+
+describe('upload purging', () => {
+  let cleanup: () => Promise<void>;
+  let driver: FilesystemDriver;
+  let uploads: UploadStore;
+  before(async () => {
+    const dir = await tempDir('purge');
+    cleanup = dir.cleanup;
+    driver = new FilesystemDriver({ rootdirectory: dir.path });
+    uploads = new UploadStore(driver, new BlobStore(driver));
+  });
+  after(() => cleanup());
+
+  async function sessionAged(name: string, hours: number): Promise<string> {
+    const state = await uploads.create(name);
+    const startedAt = new Date(Date.now() - hours * HOUR).toISOString();
+    await driver.putContent(paths.uploadState(name, state.id), JSON.stringify({ ...state, startedAt }));
+    return state.id;
+  }
+
+  it('removes sessions older than the age, in nested repositories, and keeps younger ones', async () => {
+    const old = await sessionAged('a/b.c/old', 200);
+    const young = await sessionAged('a/b.c/young', 1);
+    const purged = await purgeUploads(driver, { ageMs: 168 * HOUR, dryRun: false });
+    expect(purged).to.deep.equal([paths.upload('a/b.c/old', old)]);
+    await uploads.get('a/b.c/young', young);
+    const error = await uploads.get('a/b.c/old', old).then(() => undefined, (e: { code?: string }) => e);
+    expect(error?.code).to.equal('BLOB_UPLOAD_UNKNOWN');
+  });
+
+  it('only reports in dry-run mode', async () => {
+    const old = await sessionAged('dry/run', 500);
+    const purged = await purgeUploads(driver, { ageMs: 168 * HOUR, dryRun: true });
+    expect(purged).to.include(paths.upload('dry/run', old));
+    await uploads.get('dry/run', old);
+  });
+
+  it('uses the directory age when the state was never written (a crash right after creating it)', async () => {
+    await driver.putContent(`${paths.upload('crashed/early', '00000000-0000-4000-8000-000000000000')}/data`, 'x');
+    const purged = await purgeUploads(driver, { ageMs: 0, dryRun: false }, new Date(Date.now() + 1000));
+    expect(purged).to.include(paths.upload('crashed/early', '00000000-0000-4000-8000-000000000000'));
+  });
+});
