@@ -14,6 +14,7 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
@@ -26,6 +27,7 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import {
   assertSafePath,
+  InvalidPathError,
   PathNotFoundError,
   StorageUnavailableError,
   type FileInfo,
@@ -57,6 +59,8 @@ const MIN_PART = 5 * 1024 * 1024;
 /** CopyObject's limit; larger objects are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 * 1024 * 1024;
 const COPY_PART = 1024 * 1024 * 1024;
+/** How long healthCheck waits for the bucket to answer, retries included. */
+const HEALTH_TIMEOUT_MS = 5_000;
 
 interface Part {
   PartNumber: number;
@@ -87,7 +91,8 @@ export class S3Driver implements StorageDriver {
       responseChecksumValidation: options.checksummode,
       maxAttempts: 5,
       retryMode: 'standard',
-      requestHandler: { connectionTimeout: 5_000, requestTimeout: 120_000 },
+      // An idle timeout, not a total one: a multi-GiB layer may stream for many minutes.
+      requestHandler: { connectionTimeout: 5_000, socketTimeout: 60_000 },
       ...(options.accesskey && options.secretkey
         ? { credentials: { accessKeyId: options.accesskey, secretAccessKey: options.secretkey } }
         : {}),
@@ -100,8 +105,15 @@ export class S3Driver implements StorageDriver {
   }
 
   key(path: string): string {
-    const relative = assertSafePath(path).slice(1);
-    return this.prefix ? `${this.prefix}/${relative}` : relative;
+    // No trailing '/': "/a/" and "/a" are the same path, and "/" is the root directory itself.
+    const relative = assertSafePath(path).slice(1).replace(/\/+$/, '');
+    return this.prefix && relative ? `${this.prefix}/${relative}` : this.prefix || relative;
+  }
+
+  /** The key prefix of everything under the directory `path` ("" for the root of an unprefixed bucket). */
+  private dirPrefix(path: string): string {
+    const key = this.key(path);
+    return key ? `${key}/` : '';
   }
 
   private pathOf(key: string): string {
@@ -129,13 +141,23 @@ export class S3Driver implements StorageDriver {
   }
 
   async reader(path: string, offset = 0, length?: number): Promise<Readable> {
-    if (length === 0) return Readable.from([]);
+    if (length === 0) {
+      await this.stat(path); // still report a missing file (and a bad path), as the filesystem driver does
+      return Readable.from([]);
+    }
     const range = offset > 0 || length !== undefined ? `bytes=${offset}-${length === undefined ? '' : offset + length - 1}` : undefined;
-    const response = await this.call(path, (client) => client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(path), Range: range })));
-    return response.Body as Readable;
+    try {
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(path), Range: range }));
+      return response.Body as Readable;
+    } catch (error) {
+      // A range starting at or past the end (416) reads nothing, as a file read there does.
+      if (range && (error as S3ServiceException).$metadata?.httpStatusCode === 416) return Readable.from([]);
+      throw translate(error, path);
+    }
   }
 
   async writer(path: string, options: WriterOptions = {}): Promise<FileWriter> {
+    this.key(path); // refuse a bad path now, not at the first part
     const resume = options.resume;
     const token: ResumeToken = resume?.token ? (JSON.parse(resume.token) as ResumeToken) : { parts: [] };
     let tail: Buffer = Buffer.alloc(0);
@@ -144,23 +166,29 @@ export class S3Driver implements StorageDriver {
     if (resume && committed !== resume.size) {
       throw new Error(`${path}: checkpoint says ${resume.size} bytes, its parts hold ${committed}`);
     }
-    return new S3Writer(this, path, token, tail, committed);
+    const writer = new S3Writer(this, path, token, committed - tail.length, resume !== undefined);
+    // Through write(): a tail checkpointed with a larger chunksize may hold more than one part of ours.
+    if (tail.length > 0) await writer.write(tail);
+    return writer;
   }
 
   async stat(path: string): Promise<FileInfo> {
+    const key = this.key(path);
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(path) }));
-      return { path, size: head.ContentLength ?? 0, modTime: head.LastModified ?? new Date(0), isDir: false };
+      if (key) {
+        const head = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: key }));
+        return { path, size: head.ContentLength ?? 0, modTime: head.LastModified ?? new Date(0), isDir: false };
+      }
     } catch (error) {
       if (!isMissing(error)) throw translate(error, path);
     }
-    const listing = await this.call(path, (client) => client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: `${this.key(path)}/`, MaxKeys: 1 })));
+    const listing = await this.call(path, (client) => client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.dirPrefix(path), MaxKeys: 1 })));
     if (!listing.KeyCount) throw new PathNotFoundError(path);
     return { path, size: 0, modTime: new Date(0), isDir: true };
   }
 
   async list(path: string): Promise<string[]> {
-    const prefix = `${this.key(path).replace(/\/$/, '')}/`;
+    const prefix = this.dirPrefix(path);
     const children: string[] = [];
     let token: string | undefined;
     do {
@@ -174,6 +202,7 @@ export class S3Driver implements StorageDriver {
   }
 
   async move(source: string, destination: string): Promise<void> {
+    this.key(destination); // refuse a bad destination before anything happens
     const { size } = await this.stat(source);
     if (size <= MAX_SINGLE_COPY) {
       await this.call(source, (client) => client.send(new CopyObjectCommand({ ...this.putParams(destination), CopySource: this.copySource(source) })));
@@ -183,20 +212,35 @@ export class S3Driver implements StorageDriver {
     await this.call(source, (client) => client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(source) })));
   }
 
-  /** Deletes the object at `path` and everything under it, and aborts multipart uploads under it. */
+  /**
+   * Deletes the object at `path`, the checkpoint tails of an unfinished file there, and everything under it,
+   * and aborts the multipart uploads of all of these.
+   */
   async delete(path: string): Promise<void> {
     const key = this.key(path);
-    await this.call(path, (client) => client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: key })));
+    if (key) {
+      await this.call(path, (client) => client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: key })));
+      await this.deletePrefix(path, tailPrefix(key));
+    }
+    await this.deletePrefix(path, this.dirPrefix(path));
+    await this.abortMultipartUploads(path, key, (upload) => upload === key || upload.startsWith(this.dirPrefix(path)));
+  }
+
+  /** Deletes every object whose key starts with `prefix`. */
+  async deletePrefix(path: string, prefix: string): Promise<void> {
     let token: string | undefined;
     do {
-      const page = await this.call(path, (client) => client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: `${key}/`, ContinuationToken: token })));
+      const page = await this.call(path, (client) => client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: prefix, ContinuationToken: token })));
       const keys = (page.Contents ?? []).map((object) => ({ Key: object.Key! }));
       if (keys.length > 0) {
-        await this.call(path, (client) => client.send(new DeleteObjectsCommand({ Bucket: this.options.bucket, Delete: { Objects: keys, Quiet: true } })));
+        const result = await this.call(path, (client) => client.send(new DeleteObjectsCommand({ Bucket: this.options.bucket, Delete: { Objects: keys, Quiet: true } })));
+        const failed = result.Errors ?? [];
+        if (failed.length > 0) {
+          throw new StorageUnavailableError(`s3: could not delete ${failed.length} objects under ${path}: ${failed[0]!.Key}: ${failed[0]!.Code} ${failed[0]!.Message ?? ''}`);
+        }
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
-    await this.abortMultipartUploads(path, `${key}/`);
   }
 
   async redirectURL(path: string, method: 'GET' | 'HEAD'): Promise<string | undefined> {
@@ -208,9 +252,21 @@ export class S3Driver implements StorageDriver {
 
   async healthCheck(): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.options.bucket }));
+      // Bounded: a gateway that accepts connections and never answers would otherwise hold the probe (and
+      // startup) for maxAttempts x requestTimeout (10 minutes).
+      await this.client.send(new HeadBucketCommand({ Bucket: this.options.bucket }), { abortSignal: AbortSignal.timeout(HEALTH_TIMEOUT_MS) });
     } catch (error) {
-      throw translate(error, `bucket ${this.options.bucket}`);
+      if ((error as Error).name === 'AbortError' || (error as Error).name === 'TimeoutError') {
+        throw new StorageUnavailableError(`s3: no answer from ${this.options.regionendpoint ?? 'S3'} about bucket "${this.options.bucket}" within ${HEALTH_TIMEOUT_MS / 1000} s`, error);
+      }
+      // HEAD answers carry no error body: say what the status means (a missing bucket is no missing path).
+      const status = (error as S3ServiceException).$metadata?.httpStatusCode;
+      const bucket = `bucket "${this.options.bucket}"${this.options.regionendpoint ? ` at ${this.options.regionendpoint}` : ''}`;
+      if (status === 404) throw new StorageUnavailableError(`s3: ${bucket} does not exist (HTTP 404)`, error);
+      if (status === 403 || status === 401) {
+        throw new StorageUnavailableError(`s3: access to ${bucket} denied (HTTP ${status}): check accesskey, secretkey and the bucket policy`, error);
+      }
+      throw translate(error, bucket);
     }
   }
 
@@ -252,16 +308,7 @@ export class S3Driver implements StorageDriver {
     try {
       const parts: Part[] = [];
       for (let start = 0, number = 1; start < size; start += COPY_PART, number++) {
-        const end = Math.min(size, start + COPY_PART) - 1;
-        const copied = await this.call(destination, (client) => client.send(new UploadPartCopyCommand({
-            Bucket: this.options.bucket,
-            Key: this.key(destination),
-            UploadId: uploadId,
-            PartNumber: number,
-            CopySource: this.copySource(source),
-            CopySourceRange: `bytes=${start}-${end}`,
-          })));
-        parts.push({ PartNumber: number, ETag: quoteETag(copied.CopyPartResult?.ETag), size: end - start + 1 });
+        parts.push(await this.copyPart(source, destination, uploadId, number, start, Math.min(size, start + COPY_PART)));
       }
       await this.complete(destination, uploadId, parts);
     } catch (error) {
@@ -270,25 +317,79 @@ export class S3Driver implements StorageDriver {
     }
   }
 
+  /** Copies bytes [start, end) of `source` into part `number` of `destination`'s multipart upload. */
+  async copyPart(source: string, destination: string, uploadId: string, number: number, start: number, end: number): Promise<Part> {
+    const copied = await this.call(destination, (client) => client.send(new UploadPartCopyCommand({
+        Bucket: this.options.bucket,
+        Key: this.key(destination),
+        UploadId: uploadId,
+        PartNumber: number,
+        CopySource: this.copySource(source),
+        CopySourceRange: `bytes=${start}-${end - 1}`,
+      })));
+    return { PartNumber: number, ETag: quoteETag(copied.CopyPartResult?.ETag), size: end - start };
+  }
+
+  async createUpload(path: string): Promise<string> {
+    const created = await this.call(path, (client) => client.send(new CreateMultipartUploadCommand(this.putParams(path))));
+    return created.UploadId!;
+  }
+
+  async uploadPart(path: string, uploadId: string, number: number, body: Buffer): Promise<Part> {
+    const result = await this.call(path, (client) =>
+      client.send(
+        new UploadPartCommand({
+          Bucket: this.options.bucket,
+          Key: this.key(path),
+          UploadId: uploadId,
+          PartNumber: number,
+          Body: body,
+          ContentLength: body.length,
+        }),
+      ),
+    );
+    return { PartNumber: number, ETag: quoteETag(result.ETag), size: body.length };
+  }
+
+  /** Every part the multipart upload holds, whoever uploaded it. */
+  async listParts(path: string, uploadId: string): Promise<Part[]> {
+    const parts: Part[] = [];
+    let marker: string | undefined;
+    do {
+      const page = await this.call(path, (client) => client.send(new ListPartsCommand({ Bucket: this.options.bucket, Key: this.key(path), UploadId: uploadId, PartNumberMarker: marker })));
+      for (const part of page.Parts ?? []) parts.push({ PartNumber: part.PartNumber!, ETag: quoteETag(part.ETag), size: part.Size ?? 0 });
+      marker = page.IsTruncated ? page.NextPartNumberMarker : undefined;
+    } while (marker);
+    return parts;
+  }
+
   async complete(path: string, uploadId: string, parts: Part[]): Promise<void> {
-    await this.call(path, (client) => client.send(new CompleteMultipartUploadCommand({
+    try {
+      await this.client.send(new CompleteMultipartUploadCommand({
         Bucket: this.options.bucket,
         Key: this.key(path),
         UploadId: uploadId,
         MultipartUpload: { Parts: parts.map(({ PartNumber, ETag }) => ({ PartNumber, ETag })) },
-      })));
+      }));
+    } catch (error) {
+      // A retry after a lost answer may find the upload already completed (AWS forgets it): the object is there.
+      const expected = parts.reduce((sum, part) => sum + part.size, 0);
+      if ((error as { name?: string }).name === 'NoSuchUpload' && (await this.stat(path).catch(() => undefined))?.size === expected) return;
+      throw translate(error, path);
+    }
   }
 
   async abort(path: string, uploadId: string): Promise<void> {
     await this.call(path, (client) => client.send(new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: this.key(path), UploadId: uploadId })));
   }
 
-  private async abortMultipartUploads(path: string, prefix: string): Promise<void> {
+  private async abortMultipartUploads(path: string, prefix: string, matches: (key: string) => boolean): Promise<void> {
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
       const page = await this.call(path, (client) => client.send(new ListMultipartUploadsCommand({ Bucket: this.options.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker })));
       for (const upload of page.Uploads ?? []) {
+        if (!matches(upload.Key!)) continue;
         await this.client
           .send(new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: upload.Key!, UploadId: upload.UploadId! }))
           .catch(() => undefined); // already completed or aborted by someone else
@@ -311,6 +412,7 @@ class S3Writer implements FileWriter {
   private readonly inFlight = new Set<Promise<void>>();
   private failure: unknown;
   private done = false;
+  private checkpointed: WriterCheckpoint | undefined;
   private readonly createdHere: boolean;
   private nextPartNumber: number;
 
@@ -318,12 +420,12 @@ class S3Writer implements FileWriter {
     private readonly driver: S3Driver,
     private readonly path: string,
     private readonly token: ResumeToken,
-    tail: Buffer,
     private written: number,
+    /** Continues a checkpoint: earlier writers may have left tails (and, when they crashed, parts). */
+    private readonly resumed: boolean,
   ) {
     this.createdHere = token.uploadId === undefined;
     this.nextPartNumber = Math.max(0, ...token.parts.map((part) => part.PartNumber)) + 1;
-    if (tail.length > 0) this.append(tail);
   }
 
   get size(): number {
@@ -346,6 +448,10 @@ class S3Writer implements FileWriter {
   }
 
   async checkpoint(): Promise<WriterCheckpoint> {
+    if (this.done) {
+      if (this.checkpointed) return this.checkpointed;
+      throw new Error(`${this.path}: the writer was already committed or cancelled`);
+    }
     await this.drain();
     this.done = true;
     const token: ResumeToken = { uploadId: this.token.uploadId, parts: this.token.parts };
@@ -355,21 +461,57 @@ class S3Writer implements FileWriter {
       await this.driver.putContent(tailPath, this.takePart());
       token.tailKey = this.driver.key(tailPath);
     }
-    return { size: this.written, token: JSON.stringify(token) };
+    this.checkpointed = { size: this.written, token: JSON.stringify(token) };
+    return this.checkpointed;
   }
 
   async commit(): Promise<void> {
+    if (this.done) return; // committed, checkpointed or cancelled already: as the filesystem driver, a no-op
     await this.drain();
     this.done = true;
-    if (this.token.uploadId === undefined) {
+    const uploadId = this.token.uploadId;
+    if (uploadId === undefined) {
       // Smaller than a part: one plain PUT.
       await this.driver.putContent(this.path, this.takePart());
-      return;
+    } else {
+      const ours = new Set(this.token.parts.map((part) => part.PartNumber));
+      const foreign = this.createdHere ? [] : (await this.driver.listParts(this.path, uploadId)).filter((part) => !ours.has(part.PartNumber));
+      if (foreign.length > 0) {
+        await this.completeWithout(uploadId, foreign);
+      } else {
+        if (this.filled > 0 || this.token.parts.length === 0) this.startPart(this.takePart());
+        await this.drain();
+        const parts = [...this.token.parts].sort((a, b) => a.PartNumber - b.PartNumber);
+        await this.driver.complete(this.path, uploadId, parts);
+      }
     }
-    if (this.filled > 0 || this.token.parts.length === 0) this.startPart(this.takePart());
-    await this.drain();
-    const parts = [...this.token.parts].sort((a, b) => a.PartNumber - b.PartNumber);
-    await this.driver.complete(this.path, this.token.uploadId, parts);
+    // Tails of earlier checkpoints (and of crashed writers) are garbage now that the file is whole.
+    if (this.resumed) await this.driver.deletePrefix(this.path, tailPrefix(this.driver.key(this.path))).catch(() => undefined);
+  }
+
+  /**
+   * Finishes an upload that also holds `foreign` parts: ones a crashed (or cancelled) writer uploaded beyond
+   * the checkpoint this writer continued. AWS S3 drops parts a CompleteMultipartUpload does not list, but
+   * Ceph RGW refuses to complete unless it lists every part (InvalidPart). So complete with all of them,
+   * then copy our parts (server-side) into a new upload, add the last bytes, and complete that one.
+   */
+  private async completeWithout(uploadId: string, foreign: Part[]): Promise<void> {
+    const ours = [...this.token.parts].sort((a, b) => a.PartNumber - b.PartNumber);
+    await this.driver.complete(this.path, uploadId, [...ours, ...foreign].sort((a, b) => a.PartNumber - b.PartNumber));
+    const rewrite = await this.driver.createUpload(this.path);
+    try {
+      const parts: Part[] = [];
+      let start = 0;
+      for (const part of ours) {
+        parts.push(await this.driver.copyPart(this.path, this.path, rewrite, parts.length + 1, start, start + part.size));
+        start += part.size;
+      }
+      if (this.filled > 0 || parts.length === 0) parts.push(await this.driver.uploadPart(this.path, rewrite, parts.length + 1, this.takePart()));
+      await this.driver.complete(this.path, rewrite, parts);
+    } catch (error) {
+      await this.driver.abort(this.path, rewrite).catch(() => undefined);
+      throw error;
+    }
   }
 
   async cancel(): Promise<void> {
@@ -408,29 +550,14 @@ class S3Writer implements FileWriter {
 
   private async uploadPart(number: number, body: Buffer): Promise<Part> {
     // Parts may start together: the first creates the multipart upload, the others wait for it.
-    const uploadId = await this.uploadId();
-    const result = await this.driver.call(this.path, (client) =>
-      client.send(
-        new UploadPartCommand({
-          Bucket: this.driver.putParams(this.path).Bucket,
-          Key: this.driver.key(this.path),
-          UploadId: uploadId,
-          PartNumber: number,
-          Body: body,
-          ContentLength: body.length,
-        }),
-      ),
-    );
-    return { PartNumber: number, ETag: quoteETag(result.ETag), size: body.length };
+    return this.driver.uploadPart(this.path, await this.uploadId(), number, body);
   }
 
   private creating: Promise<string> | undefined;
 
   private uploadId(): Promise<string> {
     if (this.token.uploadId) return Promise.resolve(this.token.uploadId);
-    this.creating ??= this.driver
-      .call(this.path, (client) => client.send(new CreateMultipartUploadCommand(this.driver.putParams(this.path))))
-      .then((created) => (this.token.uploadId = created.UploadId!));
+    this.creating ??= this.driver.createUpload(this.path).then((id) => (this.token.uploadId = id));
     return this.creating;
   }
 
@@ -438,6 +565,11 @@ class S3Writer implements FileWriter {
     while (this.inFlight.size > 0) await Promise.race(this.inFlight);
     if (this.failure) throw this.failure;
   }
+}
+
+/** Where the checkpoint tails of the file at `key` live: beside it, so deleting its directory removes them. */
+function tailPrefix(key: string): string {
+  return `${key}.tail-`;
 }
 
 function toBuffer(content: Buffer | string): Buffer {
@@ -457,6 +589,8 @@ function isMissing(error: unknown): boolean {
 }
 
 function translate(error: unknown, path: string): Error {
+  // Our own errors (a bad path refused by key(), a missing tail) are already what callers expect.
+  if (error instanceof InvalidPathError || error instanceof PathNotFoundError || error instanceof StorageUnavailableError) return error;
   if (isMissing(error) && (error as { name?: string }).name !== 'NoSuchBucket') return new PathNotFoundError(path);
   const name = (error as { name?: string }).name ?? 'Error';
   const status = (error as S3ServiceException).$metadata?.httpStatusCode;
