@@ -48,13 +48,14 @@ export function createApp(config: Config, logger: Logger): App {
 
   koa.use(async (ctx, next) => (ctx.path === '/admin' || ctx.path.startsWith('/admin/') ? loopbackOnly(ctx, next) : next()));
 
-  const v2 = distributionRouter(registry, { publicUrl: config.http.host, redirect: true });
+  const v2 = distributionRouter(registry, { publicUrl: config.http.host });
   koa.use(async (ctx, next) => {
     if (ctx.path.startsWith('/v2')) ctx.set('Docker-Distribution-API-Version', 'registry/2.0');
     await next();
   });
   koa.use(v2.routes());
   koa.use(v2.allowedMethods({ throw: true }));
+
   const startBackground = () => {
     readiness.start();
     const purging = config.storage.maintenance.uploadpurging;

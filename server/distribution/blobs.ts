@@ -7,12 +7,7 @@ import { deleteDisabled, OciError } from '../registry/errors.js';
 import { parseRangeHeader } from '../registry/range.js';
 import { emptyBody, repositoryOf } from './request.js';
 
-export interface BlobRouteOptions {
-  /** Answer GET with 307 to the driver's URL (S3 presigned) when it offers one. */
-  redirect: boolean;
-}
-
-export function blobRoutes(router: Router, registry: Registry, options: BlobRouteOptions): void {
+export function blobRoutes(router: Router, registry: Registry): void {
   router.get('/v2/*name/blobs/:digest', async (ctx) => {
     const name = repositoryOf(ctx);
     const digest = assertDigest(ctx.params.digest);
@@ -23,8 +18,9 @@ export function blobRoutes(router: Router, registry: Registry, options: BlobRout
       ctx.status = 304;
       return;
     }
+    // GET goes to the driver's URL when it offers one (S3 presigned, unless storage.redirect.disable).
     // HEAD is answered here from the stat above: a redirect would only add a round trip.
-    if (options.redirect && ctx.method === 'GET') {
+    if (ctx.method === 'GET') {
       const url = await registry.blobs.redirectURL(digest, 'GET');
       if (url) {
         ctx.status = 307;

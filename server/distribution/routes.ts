@@ -1,19 +1,19 @@
 // The /v2 route table. Upload routes come before blob routes: `/blobs/uploads/` must not read as a digest.
 import Router from '@koa/router';
 import type { Registry } from '../registry/registry.js';
-import { blobRoutes, type BlobRouteOptions } from './blobs.js';
+import { blobRoutes } from './blobs.js';
 import { listingRoutes } from './listings.js';
 import { manifestRoutes } from './manifests.js';
 import type { RouteOptions } from './request.js';
 import { uploadRoutes } from './uploads.js';
 
-export function distributionRouter(registry: Registry, options: RouteOptions & BlobRouteOptions): Router {
+export function distributionRouter(registry: Registry, options: RouteOptions): Router {
   const router = new Router();
   router.get('/v2/', (ctx) => {
     ctx.body = {};
   });
   uploadRoutes(router, registry, options);
-  blobRoutes(router, registry, options);
+  blobRoutes(router, registry);
   manifestRoutes(router, registry, options);
   listingRoutes(router, registry, options);
   return router;
