@@ -23,8 +23,8 @@ export interface App {
   startBackground(): () => void;
 }
 
-export function createApp(config: Config, logger: Logger): App {
-  const driver = createStorageDriver(config);
+export async function createApp(config: Config, logger: Logger): Promise<App> {
+  const driver = await createStorageDriver(config);
   const registry = new Registry(driver, { deleteEnabled: config.storage.delete.enabled });
   const readiness = new Readiness(
     driver,

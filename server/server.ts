@@ -7,7 +7,7 @@ import { createApp } from './app.js';
 import { durationMs, parseListenAddress, type Config } from './config.js';
 
 export async function runServer(config: Config, logger: Logger): Promise<{ server: Server; close(): Promise<void> }> {
-  const app = createApp(config, logger);
+  const app = await createApp(config, logger);
   await app.driver.healthCheck(); // fail fast on an unusable storage root
   const stopBackground = app.startBackground();
   const handler = app.koa.callback();
