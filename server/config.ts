@@ -22,8 +22,11 @@ const schema = z.strictObject({
       addr: z.string().default('0.0.0.0:5000'),
       /** Public base URL (Location headers, later the token realm). */
       host: z.url().optional(),
-      /** Worker processes; 0 means one per CPU core. Ours: Distribution is one process. */
-      workers: z.number().int().min(0).max(64).default(0),
+      /**
+       * Worker processes; 0 means one per CPU core. One by default: in containers, scale with replicas;
+       * every extra Node process costs about 70 MiB.
+       */
+      workers: z.number().int().min(0).max(64).default(1),
       draintimeout: duration.default('30s'),
       headers: z.record(z.string(), z.union([z.string(), z.array(z.string())])).default({}),
       tls: z.strictObject({ certificate: z.string(), key: z.string() }).optional(),

@@ -1,6 +1,6 @@
 // The storage-driver contract, after CNCF Distribution's: path-based, knows nothing of OCI.
 // Paths are absolute within the driver ("/docker/registry/v2/..."), '/'-separated, without '..'.
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 export interface FileInfo {
   path: string;
@@ -49,6 +49,11 @@ export interface StorageDriver {
   /** Creates the file only if it does not exist; returns false when it did. */
   putContentIfAbsent(path: string, content: Buffer | string): Promise<boolean>;
   reader(path: string, offset?: number, length?: number): Promise<Readable>;
+  /**
+   * Optional fast path for serving: writes [offset, offset + length) to `out` (without ending it) through
+   * reused buffers, so a download allocates nothing per chunk. Drivers without it are read with `reader`.
+   */
+  copyTo?(path: string, offset: number, length: number, out: Writable): Promise<void>;
   writer(path: string, options?: WriterOptions): Promise<FileWriter>;
   stat(path: string): Promise<FileInfo>;
   /** Direct children of a directory, as full paths. Throws PathNotFoundError. */

@@ -1,5 +1,5 @@
 // Blobs: stored once, content-addressed, and visible in a repository only through its link.
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
 import { blobUnknown } from './errors.js';
 import type { ParsedDigest } from './digest.js';
@@ -42,6 +42,17 @@ export class BlobStore {
       if (isNotFound(error)) throw blobUnknown(digest.digest);
       throw error;
     }
+  }
+
+  /** True when the driver can write blob ranges to a socket through reused buffers (then use `sendTo`). */
+  canSend(): boolean {
+    return this.driver.copyTo !== undefined;
+  }
+
+  /** Writes a range of the blob to `out` (not ending it) through the driver's buffer-reusing fast path. */
+  async sendTo(digest: ParsedDigest, offset: number, length: number, out: Writable): Promise<void> {
+    if (!this.driver.copyTo) throw new Error(`${this.driver.name} driver cannot send directly`);
+    await this.driver.copyTo(paths.blobData(digest), offset, length, out);
   }
 
   redirectURL(digest: ParsedDigest, method: 'GET' | 'HEAD'): Promise<string | undefined> {

@@ -1,0 +1,190 @@
+// Starts the two registries under test as real processes on loopback ports, with the same storage settings.
+// A handle can restart its process on the same storage (fresh process, same data) for the memory scenarios.
+import { existsSync } from 'node:fs';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, run, startDaemon, tempDir, waitUntil, type Daemon } from '../../test/helpers/process.js';
+
+export type Side = 'ours' | 'theirs';
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const DISTRIBUTION_BINARY = process.env.BENCH_DISTRIBUTION ?? '/usr/bin/docker-registry';
+
+export interface OursOptions {
+  /** http.workers: 0 = one per core (the default config). */
+  workers: number;
+  logLevel: string;
+  /** `tsx`: node --import=tsx server/main.ts (as documented); `dist`: the same code compiled by tsc first. */
+  mode: 'tsx' | 'dist';
+  /** Extra node arguments, inherited by cluster workers (e.g. --cpu-prof --cpu-prof-dir=D). */
+  nodeArgs?: string[];
+}
+
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.AWS_CA_BUNDLE; // Go's AWS SDK panics on this machine's bundle; harmless to drop for ours too
+  for (const key of Object.keys(env)) if (key.startsWith('REGISTRY_')) delete env[key];
+  delete env.NODE_OPTIONS;
+  return env;
+}
+
+/**
+ * Compiles server/ with tsc into a temp directory that resolves packages from this checkout. Type errors
+ * (someone mid-edit) do not stop tsc from emitting JavaScript: they are reported, and the output is used.
+ */
+async function buildDist(dir: string): Promise<string> {
+  const out = join(dir, 'build');
+  await mkdir(out, { recursive: true });
+  await writeFile(join(out, 'package.json'), JSON.stringify({ type: 'module' }));
+  await symlink(join(REPO_ROOT, 'node_modules'), join(out, 'node_modules'));
+  const tsc = join(REPO_ROOT, 'node_modules/typescript/bin/tsc');
+  const result = await run(process.execPath, [tsc, '-p', join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', join(out, 'dist')], {
+    cwd: REPO_ROOT,
+    allowFailure: true,
+  });
+  const main = join(out, 'dist/server/main.js');
+  if (!existsSync(main)) throw new Error(`tsc produced no ${main}:\n${result.stdout}${result.stderr}`);
+  if (result.code !== 0) console.warn(`warning: tsc reported errors (JavaScript emitted anyway):\n${result.stdout.trim()}`);
+  return main;
+}
+
+interface LaunchSpec {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+/** One registry: a storage directory and a config that outlive the processes started on them. */
+export class ServerHandle {
+  private daemon: Daemon | undefined;
+  private starts = 0;
+
+  private constructor(
+    readonly side: Side,
+    /** Human-readable description (command and process model). */
+    readonly label: string,
+    readonly url: string,
+    readonly dir: string,
+    private readonly launch: LaunchSpec,
+  ) {}
+
+  get pid(): number {
+    if (!this.daemon) throw new Error(`${this.side} is not running`);
+    return this.daemon.pid;
+  }
+
+  get logFile(): string {
+    return join(this.dir, `registry-${this.starts}.log`);
+  }
+
+  async start(): Promise<void> {
+    this.starts++;
+    const daemon = await startDaemon(this.launch.command, this.launch.args, { logFile: this.logFile, env: this.launch.env, cwd: this.launch.cwd });
+    this.daemon = daemon;
+    try {
+      await waitUntil(`${this.side} registry at ${this.url}`, async () => (await fetch(`${this.url}/v2/`)).status === 200, {
+        daemon,
+        timeoutMs: 60_000,
+      });
+    } catch (error) {
+      await daemon.stop(2_000);
+      this.daemon = undefined;
+      throw error;
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.daemon?.stop(15_000);
+    this.daemon = undefined;
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  /** Stops the process and removes config, logs and storage (kept with BENCH_KEEP=1, for the logs). */
+  async dispose(): Promise<void> {
+    await this.stop();
+    if (process.env.BENCH_KEEP) console.log(`${this.side}: kept ${this.dir} (logs: registry-<n>.log)`);
+    else await rm(this.dir, { recursive: true, force: true });
+  }
+
+  static async ours(options: OursOptions): Promise<ServerHandle> {
+    const dir = await tempDir('bench-ours');
+    try {
+      return await ServerHandle.oursIn(dir, options);
+    } catch (error) {
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  private static async oursIn(dir: string, options: OursOptions): Promise<ServerHandle> {
+    const hostPort = `127.0.0.1:${await freePort()}`;
+    const config = {
+      version: 0.1,
+      log: { level: options.logLevel },
+      http: { addr: hostPort, workers: options.workers },
+      storage: { filesystem: { rootdirectory: join(dir, 'data') }, delete: { enabled: true }, cache: { blobdescriptor: 'inmemory' } },
+    };
+    const configFile = join(dir, 'config.yml');
+    await writeFile(configFile, JSON.stringify(config, null, 2)); // JSON is YAML
+    const args = [
+      ...(options.nodeArgs ?? []),
+      ...(options.mode === 'dist' ? [await buildDist(dir)] : ['--import=tsx', join(REPO_ROOT, 'server/main.ts')]),
+      'serve',
+      '--config',
+      configFile,
+    ];
+    const env = cleanEnv();
+    const entry = options.mode === 'dist' ? 'node <tsc output>/server/main.js' : 'node --import=tsx server/main.ts';
+    const workers = options.workers === 0 ? '0 = one per core' : String(options.workers);
+    const extra = options.nodeArgs?.length ? ` (node ${options.nodeArgs.join(' ')})` : '';
+    const handle = new ServerHandle('ours', `${entry}, http.workers=${workers}${extra}`, `http://${hostPort}`, dir, {
+      command: process.execPath,
+      args,
+      env,
+      cwd: REPO_ROOT,
+    });
+    await handle.start();
+    return handle;
+  }
+
+  static async distribution(options: { logLevel: string }): Promise<ServerHandle> {
+    const dir = await tempDir('bench-distribution');
+    try {
+      return await ServerHandle.distributionIn(dir, options);
+    } catch (error) {
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  private static async distributionIn(dir: string, options: { logLevel: string }): Promise<ServerHandle> {
+    const hostPort = `127.0.0.1:${await freePort()}`;
+    const config = {
+      version: '0.1',
+      log: { level: options.logLevel },
+      http: { addr: hostPort },
+      storage: { filesystem: { rootdirectory: join(dir, 'data') }, delete: { enabled: true }, cache: { blobdescriptor: 'inmemory' } },
+    };
+    const configFile = join(dir, 'config.yml');
+    await writeFile(configFile, JSON.stringify(config, null, 2));
+    const env = cleanEnv();
+    const version = (await run(DISTRIBUTION_BINARY, ['--version'], { allowFailure: true, env })).stdout.trim();
+    const handle = new ServerHandle('theirs', `${DISTRIBUTION_BINARY} serve (${version || 'CNCF Distribution'})`, `http://${hostPort}`, dir, {
+      command: DISTRIBUTION_BINARY,
+      args: ['serve', configFile],
+      env,
+    });
+    await handle.start();
+    return handle;
+  }
+}
+
+export function distributionAvailable(): boolean {
+  return existsSync(DISTRIBUTION_BINARY);
+}
