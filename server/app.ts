@@ -13,6 +13,9 @@ import { healthRoutes, Readiness } from './http/health.js';
 import { loopbackOnly } from './http/loopback-only.js';
 import { distributionRouter } from './distribution/routes.js';
 import { schedulePurging } from './registry/upload-purger.js';
+import { AuthService } from './auth/auth-service.js';
+import { tokenRoutes } from './auth/token-routes.js';
+import { authorization } from './http/authorization.js';
 
 export interface App {
   koa: Koa;
@@ -46,13 +49,23 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   healthRoutes(ops, readiness);
   koa.use(ops.routes());
 
-  koa.use(async (ctx, next) => (ctx.path === '/admin' || ctx.path.startsWith('/admin/') ? loopbackOnly(ctx, next) : next()));
-
-  const v2 = distributionRouter(registry, { publicUrl: config.http.host });
   koa.use(async (ctx, next) => {
     if (ctx.path.startsWith('/v2')) ctx.set('Docker-Distribution-API-Version', 'registry/2.0');
     await next();
   });
+
+  const auth = await AuthService.create(config, driver);
+  if (auth) {
+    const tokens = new Router();
+    tokenRoutes(tokens, auth);
+    koa.use(tokens.routes());
+    koa.use(authorization(auth));
+  } else {
+    // Without auth, /admin answers only this machine.
+    koa.use(async (ctx, next) => (ctx.path === '/admin' || ctx.path.startsWith('/admin/') ? loopbackOnly(ctx, next) : next()));
+  }
+
+  const v2 = distributionRouter(registry, { publicUrl: config.http.host });
   koa.use(v2.routes());
   koa.use(v2.allowedMethods({ throw: true }));
 

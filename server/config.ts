@@ -73,6 +73,56 @@ const schema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
+  auth: z
+    .strictObject({
+      /** Distribution's: users from an htpasswd file (bcrypt). Setting it turns auth on. */
+      htpasswd: z.strictObject({ realm: z.string().optional(), path: z.string() }).optional(),
+      /** Distribution's: accept tokens of an external issuer (its certificates, or a JWKS URL). */
+      token: z
+        .strictObject({
+          realm: z.url(),
+          service: z.string(),
+          issuer: z.string(),
+          rootcertbundle: z.string().optional(),
+          jwks: z.url().optional(),
+        })
+        .refine((token) => token.rootcertbundle || token.jwks, 'rootcertbundle or jwks is needed to verify tokens')
+        .optional(),
+      /** Ours: the built-in token issuer. */
+      issuer: z
+        .strictObject({
+          service: z.string().optional(),
+          issuer: z.string().default('dify-registry'),
+          algorithm: z.enum(['ES256', 'RS256']).default('ES256'),
+          expiration: duration.default('5m'),
+          refreshexpiration: duration.default('720h'),
+          /** PEM private key and certificate files; the first signs, all verify (rotation). Generated when empty. */
+          keys: z.array(z.strictObject({ key: z.string(), certificate: z.string() })).default([]),
+        })
+        .prefault({}),
+      /** Users in the config: bcrypt hashes, as in htpasswd. */
+      users: z.array(z.strictObject({ name: z.string().min(1), password: z.string().regex(/^\$2[aby]\$/, 'a bcrypt hash') })).default([]),
+      groups: z.record(z.string(), z.array(z.string())).default({}),
+      /** Robot accounts for CI: log in as robot$<name> with a long random secret (stored as a bcrypt hash). */
+      robots: z.array(z.strictObject({ name: z.string().regex(/^[a-z0-9._-]+$/), secret: z.string().regex(/^\$2[aby]\$/, 'a bcrypt hash') })).default([]),
+      /**
+       * Ordered rules; the first whose glob matches the repository decides. Subjects: user names,
+       * group:<name>, $anonymous, $authenticated, $all.
+       */
+      access: z
+        .array(
+          z.strictObject({
+            repository: z.string().min(1),
+            pull: z.array(z.string()).default([]),
+            push: z.array(z.string()).default([]),
+            delete: z.array(z.string()).default([]),
+          }),
+        )
+        .default([]),
+      /** User names or group:<name>: /admin and registry:catalog:*. */
+      admins: z.array(z.string()).default([]),
+    })
+    .prefault({}),
   middleware: z
     .strictObject({
       /** Distribution's storage middleware; `redirect` with `baseurl` signs blob URLs for that public host. */

@@ -32,7 +32,9 @@ export function uploadRoutes(router: Router, registry: Registry, options: RouteO
     if (mount !== undefined) {
       const digest = assertDigest(mount);
       const from = queryString(ctx, 'from');
-      const mounted = await registry.blobs.mount(name, digest, from === undefined ? undefined : assertValidName(from));
+      // Without `from`, the blob may come from any repository: with auth on, only for callers who may read all.
+      const mayMount = from !== undefined || ctx.state.mayMountAnywhere !== false;
+      const mounted = mayMount ? await registry.blobs.mount(name, digest, from === undefined ? undefined : assertValidName(from)) : undefined;
       if (mounted) return blobCreated(ctx, name, mounted.digest);
       // Not mountable: fall through to a fresh session, as the spec says.
     }

@@ -25,6 +25,7 @@ export function accessLog(logger: Logger) {
           route: (ctx as { _matchedRoute?: string })._matchedRoute ?? null,
           status: ctx.status,
           repository: ctx.state.repository,
+          user: ctx.state.user,
           bytesIn: socket.bytesRead - bytesReadBefore,
           bytesOut: ctx.method === 'HEAD' ? 0 : (ctx.response.length ?? 0),
           durationMs: Number(process.hrtime.bigint() - started) / 1e6,

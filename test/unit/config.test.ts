@@ -68,6 +68,14 @@ describe('config', () => {
         maintenance: { uploadpurging: { enabled: true, age: '168h', interval: '24h', dryrun: false } },
       },
       middleware: { storage: [] },
+      auth: {
+        issuer: { issuer: 'dify-registry', algorithm: 'ES256', expiration: '5m', refreshexpiration: '720h', keys: [] },
+        users: [],
+        groups: {},
+        robots: [],
+        access: [],
+        admins: [],
+      },
       health: { storagedriver: { enabled: true, interval: '10s', threshold: 3 } },
     } satisfies Config);
   });
@@ -173,7 +181,7 @@ describe('config', () => {
     expect(configError(() => loadConfig(list, {}))).to.equal('configuration must be a YAML mapping');
   });
 
-  it("loads Debian's /etc/docker/registry/config.yml once its auth section is removed", async () => {
+  it("loads Debian's /etc/docker/registry/config.yml, auth section included", async () => {
     const installed = '/etc/docker/registry/config.yml';
     const text = existsSync(installed) ? readFileSync(installed, 'utf8') : DEBIAN_CONFIG;
     const document = parseYaml(text) as Record<string, unknown>;
@@ -187,9 +195,9 @@ describe('config', () => {
     expect(config.storage.cache).to.deep.equal({ blobdescriptor: 'inmemory' });
     expect(config.log.fields).to.deep.equal({ service: 'registry' });
     expect(config.health.storagedriver).to.deep.equal({ enabled: true, interval: '10s', threshold: 3 });
-    // With its auth section (not ours yet), the file is refused and the key named.
-    const full = await file('debian-full.yml', text);
-    expect(configError(() => loadConfig(full, {}))).to.contain('  - auth: unknown key');
+    // Its auth section is Distribution's htpasswd, which this registry reads too.
+    const full = loadConfig(await file('debian-full.yml', text), {});
+    expect(full.auth.htpasswd).to.deep.equal({ realm: 'basic-realm', path: '/etc/docker/registry' });
   });
 
   it('converts durations to milliseconds (bare numbers are nanoseconds, as in Distribution)', () => {

@@ -1,0 +1,84 @@
+// Authentication and authorization as one service: users, access rules, tokens and the login limiter,
+// built from the `auth` config. Absent (undefined) when auth is off: the embedded registry stays open.
+import type { StorageDriver } from '../../storage-drivers/driver.js';
+import { durationMs, type Config } from '../config.js';
+import { AccessPolicy, type Principal } from './access.js';
+import { loadSigningKeys, type SigningKeys } from './keys.js';
+import { LoginLimiter } from './login-limiter.js';
+import { TokenService } from './tokens.js';
+import { UserDirectory } from './users.js';
+
+export type BasicResult = { principal: Principal } | { invalid: true } | { retryAfterMs: number };
+
+export class AuthService {
+  readonly limiter = new LoginLimiter();
+
+  private constructor(
+    readonly users: UserDirectory,
+    readonly policy: AccessPolicy,
+    readonly tokens: TokenService,
+    readonly keys: SigningKeys,
+    /** Configured service (token audience); otherwise the request's host, see serviceFor. */
+    private readonly service: string | undefined,
+    private readonly publicUrl: string | undefined,
+  ) {}
+
+  static isEnabled(config: Config): boolean {
+    const auth = config.auth;
+    return Boolean(auth.htpasswd || auth.token || auth.users.length > 0 || auth.robots.length > 0);
+  }
+
+  static async create(config: Config, driver: StorageDriver): Promise<AuthService | undefined> {
+    if (!AuthService.isEnabled(config)) return undefined;
+    const auth = config.auth;
+    const keys = await loadSigningKeys(auth.issuer, driver);
+    const tokens = new TokenService(
+      keys,
+      {
+        issuer: auth.issuer.issuer,
+        expirationMs: durationMs(auth.issuer.expiration),
+        refreshExpirationMs: durationMs(auth.issuer.refreshexpiration),
+      },
+      auth.token,
+    );
+    const service = auth.issuer.service ?? (config.http.host ? new URL(config.http.host).host : undefined);
+    return new AuthService(new UserDirectory(auth), new AccessPolicy(auth), tokens, keys, service, config.http.host);
+  }
+
+  /** The token audience: the configured service, else the host the client used. */
+  serviceFor(requestHost: string): string {
+    return this.service ?? requestHost;
+  }
+
+  /** Where clients get tokens: `<http.host>/token`, else derived from the request. */
+  realmFor(requestOrigin: string): string {
+    return `${(this.publicUrl ?? requestOrigin).replace(/\/$/, '')}/token`;
+  }
+
+  /** Checks Basic credentials, with failed attempts limited per user and address. */
+  async basic(name: string, password: string, address: string): Promise<BasicResult> {
+    const retryAfterMs = this.limiter.retryAfter(name, address);
+    if (retryAfterMs > 0) return { retryAfterMs };
+    const principal = await this.users.authenticate(name, password);
+    if (!principal) {
+      this.limiter.recordFailure(name, address);
+      return { invalid: true };
+    }
+    this.limiter.recordSuccess(name, address);
+    return { principal };
+  }
+}
+
+/** `Authorization: Basic ...` -> name and password, or undefined. */
+export function parseBasic(header: string | undefined): { name: string; password: string } | undefined {
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '');
+  if (!match) return undefined;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return undefined;
+  return { name: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+export function parseBearer(header: string | undefined): string | undefined {
+  return /^Bearer\s+([A-Za-z0-9._~+/=-]+)\s*$/i.exec(header ?? '')?.[1];
+}

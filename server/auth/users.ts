@@ -1,0 +1,72 @@
+// Who someone is: users from an htpasswd file (bcrypt, as Distribution reads it) and from the config,
+// robot accounts for CI (robot$<name>), and the groups they belong to.
+import { readFileSync } from 'node:fs';
+import bcrypt from 'bcryptjs';
+import type { Config } from '../config.js';
+import type { Principal } from './access.js';
+
+export const ROBOT_PREFIX = 'robot$';
+
+interface Account {
+  hash: string;
+  kind: Principal['kind'];
+}
+
+// Compared against when the user is unknown, so an unknown name costs as long as a wrong password.
+const DUMMY_HASH = bcrypt.hashSync('not a password', 10);
+
+export class UserDirectory {
+  private readonly accounts = new Map<string, Account>();
+  private readonly groupsOf = new Map<string, string[]>();
+
+  constructor(auth: Config['auth']) {
+    if (auth.htpasswd) {
+      for (const [name, hash] of parseHtpasswd(readFileSync(auth.htpasswd.path, 'utf8'), auth.htpasswd.path)) {
+        this.accounts.set(name, { hash, kind: 'user' });
+      }
+    }
+    for (const user of auth.users) this.accounts.set(user.name, { hash: user.password, kind: 'user' });
+    for (const robot of auth.robots) this.accounts.set(`${ROBOT_PREFIX}${robot.name}`, { hash: robot.secret, kind: 'robot' });
+    for (const [group, members] of Object.entries(auth.groups)) {
+      for (const member of members) this.groupsOf.set(member, [...(this.groupsOf.get(member) ?? []), group]);
+    }
+  }
+
+  get size(): number {
+    return this.accounts.size;
+  }
+
+  /** The principal for these credentials, or undefined. */
+  async authenticate(name: string, password: string): Promise<Principal | undefined> {
+    const account = this.accounts.get(name);
+    const ok = await bcrypt.compare(password, account?.hash ?? DUMMY_HASH);
+    return ok && account ? this.principalOf(name, account) : undefined;
+  }
+
+  /** The principal a token or refresh token names, if that account still exists. */
+  find(name: string): Principal | undefined {
+    const account = this.accounts.get(name);
+    return account ? this.principalOf(name, account) : undefined;
+  }
+
+  private principalOf(name: string, account: Account): Principal {
+    return { name, kind: account.kind, groups: this.groupsOf.get(name) ?? [] };
+  }
+}
+
+/** `name:hash` lines; only bcrypt hashes (Distribution accepts nothing else either). */
+export function parseHtpasswd(text: string, file: string): Array<[string, string]> {
+  const entries: Array<[string, string]> = [];
+  text.split(/\r?\n/).forEach((line, index) => {
+    const trimmed = line.trim();
+    if (!trimmed || trimmed.startsWith('#')) return;
+    const colon = trimmed.indexOf(':');
+    const name = trimmed.slice(0, colon);
+    const hash = trimmed.slice(colon + 1);
+    if (colon <= 0 || !/^\$2[aby]\$\d\d\$/.test(hash)) {
+      throw new Error(`${file}:${index + 1}: expected user:<bcrypt hash> (htpasswd -B)`);
+    }
+    entries.push([name, hash]);
+  });
+  return entries;
+}

@@ -1,0 +1,75 @@
+// Guards /v2 and /admin when auth is on. Anonymous requests pass where the rules allow anonymous access;
+// Basic credentials are checked directly (some clients never fetch tokens); Bearer tokens must cover the
+// request's scopes. Anything else gets 401 with a Bearer challenge naming the scope to ask for.
+import type { Context, Next } from 'koa';
+import { OciError } from '../registry/errors.js';
+import type { Principal } from '../auth/access.js';
+import { parseBasic, parseBearer, type AuthService } from '../auth/auth-service.js';
+import { requiredScopes } from '../auth/required-scopes.js';
+import { covers, formatScope, type ResourceScope } from '../auth/scope.js';
+import { TokenError } from '../auth/tokens.js';
+
+export function authorization(auth: AuthService) {
+  return async function authorize(ctx: Context, next: Next): Promise<void> {
+    const path = ctx.path;
+    const guarded = path === '/v2' || path.startsWith('/v2/') || path === '/admin' || path.startsWith('/admin/');
+    if (!guarded) return next();
+    const needs = requiredScopes(ctx.method, path, new URLSearchParams(ctx.querystring));
+    const challenge = (error?: string) => challengeHeader(auth, ctx, needs.scopes, error);
+    const header = ctx.get('Authorization');
+
+    const bearer = parseBearer(header);
+    if (bearer) {
+      let access: ResourceScope[];
+      try {
+        const token = await auth.tokens.verify(bearer, auth.serviceFor(ctx.host));
+        access = token.access;
+        ctx.state.user = token.subject || undefined;
+      } catch (error) {
+        if (!(error instanceof TokenError)) throw error;
+        throw unauthorized('invalid or expired token', challenge('invalid_token'));
+      }
+      if (!needs.scopes.every((scope) => covers(access, scope))) {
+        throw unauthorized('the token does not grant this access', challenge('insufficient_scope'), needs.scopes);
+      }
+      ctx.state.mayMountAnywhere = covers(access, { type: 'registry', name: 'catalog', actions: ['*'] });
+      return next();
+    }
+
+    const credentials = parseBasic(header);
+    let principal: Principal | undefined;
+    if (credentials) {
+      const result = await auth.basic(credentials.name, credentials.password, ctx.ip);
+      if ('retryAfterMs' in result) throw tooManyAttempts(result.retryAfterMs);
+      if ('invalid' in result) throw unauthorized('invalid username or password', challenge());
+      principal = result.principal;
+      ctx.state.user = principal.name;
+    }
+    // /v2/ itself answers only a known identity: it is how docker login checks credentials.
+    if (needs.scopes.length === 0 && !principal) throw unauthorized('authentication required', challenge());
+    const granted = auth.policy.grant(principal, needs.scopes);
+    if (!needs.scopes.every((scope) => covers(granted, scope))) {
+      if (principal) throw new OciError(403, 'DENIED', 'requested access to the resource is denied', needs.scopes.map(formatScope));
+      throw unauthorized('authentication required', challenge());
+    }
+    ctx.state.mayMountAnywhere = auth.policy.isAdmin(principal);
+    return next();
+  };
+}
+
+function challengeHeader(auth: AuthService, ctx: Context, scopes: ResourceScope[], error?: string): Record<string, string> {
+  const parts = [`realm="${auth.realmFor(ctx.origin)}"`, `service="${auth.serviceFor(ctx.host)}"`];
+  if (scopes.length > 0) parts.push(`scope="${scopes.map(formatScope).join(' ')}"`);
+  if (error) parts.push(`error="${error}"`);
+  return { 'WWW-Authenticate': `Bearer ${parts.join(',')}` };
+}
+
+function unauthorized(message: string, headers: Record<string, string>, scopes?: ResourceScope[]): OciError {
+  return new OciError(401, 'UNAUTHORIZED', message, scopes ? scopes.map(formatScope) : undefined, headers);
+}
+
+export function tooManyAttempts(retryAfterMs: number): OciError {
+  return new OciError(429, 'TOOMANYREQUESTS', 'too many failed logins; try again later', undefined, {
+    'Retry-After': String(Math.ceil(retryAfterMs / 1000)),
+  });
+}
