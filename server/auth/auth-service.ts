@@ -21,6 +21,8 @@ export class AuthService {
     /** Configured service (token audience); otherwise the request's host, see serviceFor. */
     private readonly service: string | undefined,
     private readonly publicUrl: string | undefined,
+    /** The external issuer's token URL, when clients must get their tokens there. */
+    private readonly externalRealm?: string,
   ) {}
 
   static isEnabled(config: Config): boolean {
@@ -41,8 +43,12 @@ export class AuthService {
       },
       auth.token,
     );
-    const service = auth.issuer.service ?? (config.http.host ? new URL(config.http.host).host : undefined);
-    return new AuthService(new UserDirectory(auth), new AccessPolicy(auth), tokens, keys, service, config.http.host);
+    const users = new UserDirectory(auth);
+    // With no users of its own, the registry is only a resource server: clients get tokens from the
+    // external issuer, as with Distribution's auth.token.
+    const externalOnly = auth.token && users.size === 0 ? auth.token : undefined;
+    const service = externalOnly?.service ?? auth.issuer.service ?? (config.http.host ? new URL(config.http.host).host : undefined);
+    return new AuthService(users, new AccessPolicy(auth), tokens, keys, service, config.http.host, externalOnly?.realm);
   }
 
   /** The token audience: the configured service, else the host the client used. */
@@ -50,9 +56,9 @@ export class AuthService {
     return this.service ?? requestHost;
   }
 
-  /** Where clients get tokens: `<http.host>/token`, else derived from the request. */
+  /** Where clients get tokens: the external issuer's realm, or `<http.host>/token`, else derived from the request. */
   realmFor(requestOrigin: string): string {
-    return `${(this.publicUrl ?? requestOrigin).replace(/\/$/, '')}/token`;
+    return this.externalRealm ?? `${(this.publicUrl ?? requestOrigin).replace(/\/$/, '')}/token`;
   }
 
   /** Checks Basic credentials, with failed attempts limited per user and address. */
