@@ -70,14 +70,25 @@ function matches(subject: string, principal: Principal | undefined): boolean {
   return subject === principal.name;
 }
 
-/** `*` matches within one path component, `**` across components: `ddn-k8s/**`, `library/*`. */
+// `*` matches within one path component, `**` any number of components, none included:
+// `ddn-k8s/**` matches `ddn-k8s` and everything below it, `a/**/b` matches `a/b` and `a/x/y/b`.
 export function globToRegExp(glob: string): RegExp {
   let source = '';
   for (let i = 0; i < glob.length; i++) {
     const char = glob[i]!;
     if (char === '*' && glob[i + 1] === '*') {
-      source += '.*';
-      i++;
+      const before = i === 0 || glob[i - 1] === '/';
+      const after = glob[i + 2];
+      if (before && after === '/') {
+        source += '(?:.*/)?'; // "**/": zero or more leading components
+        i += 2;
+      } else if (before && after === undefined && source.endsWith('/')) {
+        source = `${source.slice(0, -1)}(?:/.*)?`; // "/**" at the end: the prefix itself too
+        i++;
+      } else {
+        source += '.*';
+        i++;
+      }
     } else if (char === '*') source += '[^/]*';
     else if (char === '?') source += '[^/]';
     else source += char.replace(/[.+^${}()|[\]\\]/g, '\\$&');

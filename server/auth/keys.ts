@@ -84,9 +84,9 @@ function base32(bytes: Buffer): string {
 }
 
 export function algorithmOf(key: KeyObject): SigningAlgorithm {
-  if (key.asymmetricKeyType === 'ec') return 'ES256';
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256';
   if (key.asymmetricKeyType === 'rsa') return 'RS256';
-  throw new Error(`token signing keys must be EC P-256 or RSA, not ${key.asymmetricKeyType}`);
+  throw new Error(`token signing keys must be EC P-256 or RSA, not ${key.asymmetricKeyType} ${key.asymmetricKeyDetails?.namedCurve ?? ''}`.trim());
 }
 
 /** The stored generated key, creating it if no process has yet. */

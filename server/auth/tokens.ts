@@ -65,6 +65,7 @@ export class TokenService {
     const payload = await this.verified(token, audience);
     if (payload.typ === 'refresh') throw new TokenError('a refresh token is not an access token');
     if (!Array.isArray(payload.access)) throw new TokenError('token has no access claim');
+    if (payload.sub !== undefined && typeof payload.sub !== 'string') throw new TokenError('token subject is not a string');
     return { subject: payload.sub ?? '', access: payload.access.filter(isScope) };
   }
 
@@ -97,6 +98,7 @@ export class TokenService {
           issuer: this.external.issuer.issuer,
           audience: this.external.issuer.service,
           algorithms: ALGORITHMS,
+          requiredClaims: ['exp'],
         });
         return payload;
       }
@@ -104,6 +106,7 @@ export class TokenService {
         issuer: this.settings.issuer,
         audience,
         algorithms: ALGORITHMS,
+        requiredClaims: ['exp'],
       });
       return payload;
     } catch (error) {

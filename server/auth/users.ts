@@ -12,12 +12,12 @@ interface Account {
   kind: Principal['kind'];
 }
 
-// Compared against when the user is unknown, so an unknown name costs as long as a wrong password.
-const DUMMY_HASH = bcrypt.hashSync('not a password', 10);
 
 export class UserDirectory {
   private readonly accounts = new Map<string, Account>();
   private readonly groupsOf = new Map<string, string[]>();
+  /** Compared against for unknown names, at the accounts' own cost, so timing does not tell names apart. */
+  private readonly dummyHash: string;
 
   constructor(auth: Config['auth']) {
     if (auth.htpasswd) {
@@ -30,6 +30,8 @@ export class UserDirectory {
     for (const [group, members] of Object.entries(auth.groups)) {
       for (const member of members) this.groupsOf.set(member, [...(this.groupsOf.get(member) ?? []), group]);
     }
+    const cost = Number(/^\$2[aby]\$(\d\d)\$/.exec(this.accounts.values().next().value?.hash ?? '')?.[1] ?? 10);
+    this.dummyHash = bcrypt.hashSync('not a password', cost);
   }
 
   get size(): number {
@@ -39,7 +41,7 @@ export class UserDirectory {
   /** The principal for these credentials, or undefined. */
   async authenticate(name: string, password: string): Promise<Principal | undefined> {
     const account = this.accounts.get(name);
-    const ok = await bcrypt.compare(password, account?.hash ?? DUMMY_HASH);
+    const ok = await bcrypt.compare(password, account?.hash ?? this.dummyHash);
     return ok && account ? this.principalOf(name, account) : undefined;
   }
 

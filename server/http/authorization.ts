@@ -11,9 +11,15 @@ import { TokenError } from '../auth/tokens.js';
 
 export function authorization(auth: AuthService) {
   return async function authorize(ctx: Context, next: Next): Promise<void> {
-    const path = ctx.path;
-    const guarded = path === '/v2' || path.startsWith('/v2/') || path === '/admin' || path.startsWith('/admin/');
+    const guarded = ctx.path === '/v2' || ctx.path.startsWith('/v2/') || ctx.path === '/admin' || ctx.path.startsWith('/admin/');
     if (!guarded) return next();
+    // Checked on the decoded path, as the router decodes the name it serves: `priv%61te/x` is `private/x`.
+    let path: string;
+    try {
+      path = decodeURIComponent(ctx.path);
+    } catch {
+      throw new OciError(400, 'NAME_INVALID', 'malformed percent-encoding in the path');
+    }
     const needs = requiredScopes(ctx.method, path, new URLSearchParams(ctx.querystring));
     const challenge = (error?: string) => challengeHeader(auth, ctx, needs.scopes, error);
     const header = ctx.get('Authorization');
@@ -58,7 +64,8 @@ export function authorization(auth: AuthService) {
 }
 
 function challengeHeader(auth: AuthService, ctx: Context, scopes: ResourceScope[], error?: string): Record<string, string> {
-  const parts = [`realm="${auth.realmFor(ctx.origin)}"`, `service="${auth.serviceFor(ctx.host)}"`];
+  // From the Host header, never from Origin (which a page could set to send credentials elsewhere).
+  const parts = [`realm="${auth.realmFor(`${ctx.protocol}://${ctx.host}`)}"`, `service="${auth.serviceFor(ctx.host)}"`];
   if (scopes.length > 0) parts.push(`scope="${scopes.map(formatScope).join(' ')}"`);
   if (error) parts.push(`error="${error}"`);
   return { 'WWW-Authenticate': `Bearer ${parts.join(',')}` };
