@@ -4,6 +4,7 @@ import { link, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle
 import { randomUUID } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
+import { BufferPool } from './buffer-pool.js';
 import {
   assertSafePath,
   PathNotFoundError,
@@ -201,15 +202,8 @@ export class FilesystemDriver implements StorageDriver {
   }
 }
 
-/** A small free list of download buffers, shared by all downloads of this process. */
-const SEND_BUFFERS = (() => {
-  const size = 256 * 1024;
-  const free: Buffer[] = [];
-  return {
-    take: (): Buffer => free.pop() ?? Buffer.allocUnsafeSlow(size),
-    give: (buffer: Buffer): void => void (free.length < 64 && free.push(buffer)),
-  };
-})();
+/** Download buffers, shared by all downloads of this process. */
+const SEND_BUFFERS = new BufferPool(256 * 1024, 64);
 
 /** Socket chunks (about 64 KiB) are gathered into writes of this size: one thread-pool trip each, not sixteen. */
 const WRITE_BATCH = 1024 * 1024;

@@ -25,6 +25,7 @@ import {
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { BufferPool } from './buffer-pool.js';
 import {
   assertSafePath,
   InvalidPathError,
@@ -81,6 +82,8 @@ export class S3Driver implements StorageDriver {
   readonly client: S3Client;
   private readonly presigner: S3Client;
   private readonly prefix: string;
+  /** Part buffers of all uploads of this process, reused: 16 concurrent uploads should not mean 16 buffers of garbage per part. */
+  readonly partBuffers: BufferPool;
 
   constructor(private readonly options: S3Options) {
     if (options.chunksize < MIN_PART) throw new Error(`storage.s3.chunksize must be at least ${MIN_PART} bytes`);
@@ -102,6 +105,7 @@ export class S3Driver implements StorageDriver {
     const publicEndpoint = options.redirect.baseurl ?? options.regionendpoint;
     this.presigner = new S3Client({ ...base, ...(publicEndpoint ? { endpoint: publicEndpoint } : {}) });
     this.prefix = options.rootdirectory.replace(/^\/+|\/+$/g, '');
+    this.partBuffers = new BufferPool(options.chunksize, 16);
   }
 
   key(path: string): string {
@@ -438,7 +442,7 @@ class S3Writer implements FileWriter {
     while (offset < chunk.length) {
       offset += this.append(chunk.subarray(offset));
       if (this.filled === this.driver.partSize) {
-        this.startPart(this.takePart());
+        this.startPart();
         // Backpressure: the request body waits while every part slot is taken.
         while (this.inFlight.size >= this.driver.concurrency) await Promise.race(this.inFlight);
         if (this.failure) throw this.failure;
@@ -458,7 +462,7 @@ class S3Writer implements FileWriter {
     if (this.filled > 0) {
       // A fresh key per checkpoint: the previous tail stays valid until the caller has saved this one.
       const tailPath = `${this.path}.tail-${randomUUID()}`;
-      await this.driver.putContent(tailPath, this.takePart());
+      await this.withPart((body) => this.driver.putContent(tailPath, body));
       token.tailKey = this.driver.key(tailPath);
     }
     this.checkpointed = { size: this.written, token: JSON.stringify(token) };
@@ -472,14 +476,14 @@ class S3Writer implements FileWriter {
     const uploadId = this.token.uploadId;
     if (uploadId === undefined) {
       // Smaller than a part: one plain PUT.
-      await this.driver.putContent(this.path, this.takePart());
+      await this.withPart((body) => this.driver.putContent(this.path, body));
     } else {
       const ours = new Set(this.token.parts.map((part) => part.PartNumber));
       const foreign = this.createdHere ? [] : (await this.driver.listParts(this.path, uploadId)).filter((part) => !ours.has(part.PartNumber));
       if (foreign.length > 0) {
         await this.completeWithout(uploadId, foreign);
       } else {
-        if (this.filled > 0 || this.token.parts.length === 0) this.startPart(this.takePart());
+        if (this.filled > 0 || this.token.parts.length === 0) this.startPart();
         await this.drain();
         const parts = [...this.token.parts].sort((a, b) => a.PartNumber - b.PartNumber);
         await this.driver.complete(this.path, uploadId, parts);
@@ -506,7 +510,10 @@ class S3Writer implements FileWriter {
         parts.push(await this.driver.copyPart(this.path, this.path, rewrite, parts.length + 1, start, start + part.size));
         start += part.size;
       }
-      if (this.filled > 0 || parts.length === 0) parts.push(await this.driver.uploadPart(this.path, rewrite, parts.length + 1, this.takePart()));
+      if (this.filled > 0 || parts.length === 0) {
+        const number = parts.length + 1;
+        parts.push(await this.withPart((body) => this.driver.uploadPart(this.path, rewrite, number, body)));
+      }
       await this.driver.complete(this.path, rewrite, parts);
     } catch (error) {
       await this.driver.abort(this.path, rewrite).catch(() => undefined);
@@ -524,23 +531,25 @@ class S3Writer implements FileWriter {
 
   /** Copies as much of `data` as fits into the current part buffer; returns how much. */
   private append(data: Buffer): number {
-    this.part ??= Buffer.allocUnsafe(this.driver.partSize);
+    this.part ??= this.driver.partBuffers.take();
     const count = Math.min(data.length, this.part.length - this.filled);
     data.copy(this.part, this.filled, 0, count);
     this.filled += count;
     return count;
   }
 
-  private takePart(): Buffer {
-    const body = this.part ? this.part.subarray(0, this.filled) : Buffer.alloc(0);
+  /** Hands the filled part to `use`; its buffer returns to the pool once `use` is done with it. */
+  private withPart<T>(use: (body: Buffer) => Promise<T>): Promise<T> {
+    const buffer = this.part;
+    const body = buffer ? buffer.subarray(0, this.filled) : Buffer.alloc(0);
     this.part = undefined;
     this.filled = 0;
-    return body;
+    return use(body).finally(() => buffer && this.driver.partBuffers.give(buffer));
   }
 
-  private startPart(body: Buffer): void {
+  private startPart(): void {
     const number = this.nextPartNumber++;
-    const pending = this.uploadPart(number, body).then(
+    const pending = this.withPart((body) => this.uploadPart(number, body)).then(
       (part) => void this.token.parts.push(part),
       (error: unknown) => void (this.failure ??= error),
     );
