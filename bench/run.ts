@@ -7,7 +7,8 @@
 // Environment: BENCH_SCALE (1), BENCH_ROUNDS (3), BENCH_ONLY (comma-separated scenario ids), BENCH_OURS_WORKERS
 // (http.workers, default 1 as the registry's own default), BENCH_OURS_MODE (dist | tsx), BENCH_OURS_NODE_ARGS (node arguments
 // for ours, inherited by cluster workers, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_LOG_LEVEL (info, both registries), BENCH_NO_DISTRIBUTION=1,
-// BENCH_DISTRIBUTION (path of docker-registry), BENCH_RESULTS (JSON path), BENCH_KEEP=1 (keep storage and logs).
+// BENCH_DISTRIBUTION (path of docker-registry), BENCH_RESULTS (JSON path), BENCH_KEEP=1 (keep storage and logs),
+// BENCH_STORAGE=s3 (the S3 mode instead: bench/s3.ts, our registry on a throw-away Ceph RGW against the gateway used directly).
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -801,7 +802,9 @@ function compactJson(value: Record<string, unknown>): string {
   return `{\n${entries.join(',\n')}\n}`;
 }
 
-main().catch((error) => {
+const STORAGE = process.env.BENCH_STORAGE ?? 'filesystem';
+if (STORAGE !== 'filesystem' && STORAGE !== 's3') throw new Error(`BENCH_STORAGE must be filesystem or s3, got ${STORAGE}`);
+(STORAGE === 's3' ? import('./s3.js').then((s3) => s3.runS3Bench()) : main()).catch((error) => {
   console.error(error);
   process.exit(1);
 });

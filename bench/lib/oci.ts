@@ -57,9 +57,13 @@ export async function pushMonolithic(client: Client, repo: string, blob: BlobSpe
   await client.expect(201, 'PUT', withDigest(location, digest), { headers, body: blobPieces(blob) });
 }
 
-/** POST, PATCHes of `chunkSize` with Content-Range and Content-Length, then a body-less PUT. */
-export async function pushChunked(client: Client, repo: string, blob: BlobSpec, chunkSize: number): Promise<void> {
-  const digest = blobDigest(blob);
+/**
+ * POST, PATCHes of `chunkSize` with Content-Range and Content-Length, then a body-less PUT. With `hashWhileSending`,
+ * the digest is computed from the bytes as they are sent instead of up front (blobDigest).
+ */
+export async function pushChunked(client: Client, repo: string, blob: BlobSpec, chunkSize: number, hashWhileSending = false): Promise<string> {
+  const hash = hashWhileSending ? createHash('sha256') : undefined;
+  const known = hash ? undefined : blobDigest(blob);
   let location = await startUpload(client, repo);
   for (let start = 0; start < blob.size; start += chunkSize) {
     const end = Math.min(blob.size, start + chunkSize);
@@ -69,11 +73,13 @@ export async function pushChunked(client: Client, repo: string, blob: BlobSpec, 
         'Content-Length': String(end - start),
         'Content-Range': `${start}-${end - 1}`,
       },
-      body: blobPieces(blob, start, end),
+      body: hash ? hashing(blobPieces(blob, start, end), hash) : blobPieces(blob, start, end),
     });
     location = pathOf(client, response.headers.location);
   }
+  const digest = known ?? `sha256:${hash!.digest('hex')}`;
   await client.expect(201, 'PUT', withDigest(location, digest), { headers: { 'Content-Length': '0' } });
+  return digest;
 }
 
 function* hashing(pieces: Iterable<Buffer>, hash: Hash): Generator<Buffer> {

@@ -19,12 +19,18 @@ export interface OursOptions {
   mode: 'tsx' | 'dist';
   /** Extra node arguments, inherited by cluster workers (e.g. --cpu-prof --cpu-prof-dir=D). */
   nodeArgs?: string[];
+  /** The `storage` section; default: filesystem storage in the handle's temp dir. */
+  storage?: Record<string, unknown>;
+  /** With mode `dist`: the main.js of an earlier buildOurs(), instead of compiling again. */
+  distMain?: string;
+  /** Appended to the label (e.g. "S3, redirect disabled"). */
+  labelSuffix?: string;
 }
 
-function cleanEnv(): NodeJS.ProcessEnv {
+function cleanEnv(dropAws = false): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.AWS_CA_BUNDLE; // Go's AWS SDK panics on this machine's bundle; harmless to drop for ours too
-  for (const key of Object.keys(env)) if (key.startsWith('REGISTRY_')) delete env[key];
+  for (const key of Object.keys(env)) if (key.startsWith('REGISTRY_') || (dropAws && key.startsWith('AWS_'))) delete env[key];
   delete env.NODE_OPTIONS;
   return env;
 }
@@ -33,7 +39,7 @@ function cleanEnv(): NodeJS.ProcessEnv {
  * Compiles server/ with tsc into a temp directory that resolves packages from this checkout. Type errors
  * (someone mid-edit) do not stop tsc from emitting JavaScript: they are reported, and the output is used.
  */
-async function buildDist(dir: string): Promise<string> {
+export async function buildOurs(dir: string): Promise<string> {
   const out = join(dir, 'build');
   await mkdir(out, { recursive: true });
   await writeFile(join(out, 'package.json'), JSON.stringify({ type: 'module' }));
@@ -128,22 +134,24 @@ export class ServerHandle {
       version: 0.1,
       log: { level: options.logLevel },
       http: { addr: hostPort, workers: options.workers },
-      storage: { filesystem: { rootdirectory: join(dir, 'data') }, delete: { enabled: true }, cache: { blobdescriptor: 'inmemory' } },
+      storage: options.storage ?? { filesystem: { rootdirectory: join(dir, 'data') }, delete: { enabled: true }, cache: { blobdescriptor: 'inmemory' } },
     };
     const configFile = join(dir, 'config.yml');
     await writeFile(configFile, JSON.stringify(config, null, 2)); // JSON is YAML
     const args = [
       ...(options.nodeArgs ?? []),
-      ...(options.mode === 'dist' ? [await buildDist(dir)] : ['--import=tsx', join(REPO_ROOT, 'server/main.ts')]),
+      ...(options.mode === 'dist' ? [options.distMain ?? (await buildOurs(dir))] : ['--import=tsx', join(REPO_ROOT, 'server/main.ts')]),
       'serve',
       '--config',
       configFile,
     ];
-    const env = cleanEnv();
+    // With S3 storage, nothing may come from this machine's AWS_* variables (profile, region, endpoint).
+    const env = cleanEnv(options.storage !== undefined);
     const entry = options.mode === 'dist' ? 'node <tsc output>/server/main.js' : 'node --import=tsx server/main.ts';
     const workers = options.workers === 0 ? '0 = one per core' : String(options.workers);
     const extra = options.nodeArgs?.length ? ` (node ${options.nodeArgs.join(' ')})` : '';
-    const handle = new ServerHandle('ours', `${entry}, http.workers=${workers}${extra}`, `http://${hostPort}`, dir, {
+    const suffix = options.labelSuffix ? `, ${options.labelSuffix}` : '';
+    const handle = new ServerHandle('ours', `${entry}, http.workers=${workers}${extra}${suffix}`, `http://${hostPort}`, dir, {
       command: process.execPath,
       args,
       env,
