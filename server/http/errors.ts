@@ -14,7 +14,6 @@ export async function ociErrors(ctx: Context, next: Next): Promise<void> {
     ctx.status = error.status;
     ctx.set(error.headers);
     ctx.body = error.toBody(); // Koa sends no body for HEAD but keeps status and headers
-
     ctx.state.errorCode = error.code;
   }
 }
@@ -30,6 +29,11 @@ function toOciError(caught: unknown, ctx: Context): OciError {
     });
   }
   const code = (caught as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    // Nothing half-written became visible (writes land in temp files and upload sessions first).
+    ctx.state.internalError = caught;
+    return new OciError(507, 'UNAVAILABLE', 'storage is full', { requestId: ctx.state.requestId });
+  }
   if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (caught as Error).message === 'aborted') {
     // The client went away mid-body; nothing was committed. It will not read this answer, but logs will.
     return new OciError(400, 'SIZE_INVALID', 'request body ended early', { code });
