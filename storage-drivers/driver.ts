@@ -62,6 +62,8 @@ export interface StorageDriver {
   move(source: string, destination: string): Promise<void>;
   /** Removes a file or a whole directory tree; missing paths are not an error. */
   delete(path: string): Promise<void>;
+  /** Removes one file only (cheaper than `delete` where directories are key prefixes); missing is not an error. */
+  deleteFile(path: string): Promise<void>;
   /** A URL a client may fetch the content from directly, or undefined to stream through the registry. */
   redirectURL(path: string, method: 'GET' | 'HEAD'): Promise<string | undefined>;
   /** Checks that the backend answers (readiness). */

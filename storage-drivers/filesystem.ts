@@ -171,6 +171,10 @@ export class FilesystemDriver implements StorageDriver {
     await rm(this.full(path), { recursive: true, force: true });
   }
 
+  async deleteFile(path: string): Promise<void> {
+    await rm(this.full(path), { force: true });
+  }
+
   async redirectURL(): Promise<string | undefined> {
     return undefined;
   }

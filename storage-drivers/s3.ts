@@ -230,6 +230,10 @@ export class S3Driver implements StorageDriver {
     await this.abortMultipartUploads(path, key, (upload) => upload === key || upload.startsWith(this.dirPrefix(path)));
   }
 
+  async deleteFile(path: string): Promise<void> {
+    await this.call(path, (client) => client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(path) })));
+  }
+
   /** Deletes every object whose key starts with `prefix`. */
   async deletePrefix(path: string, prefix: string): Promise<void> {
     let token: string | undefined;

@@ -52,7 +52,7 @@ function held(driver: StorageDriver, path: string, token: string, content: () =>
       clearInterval(renewal);
       // Only our own lock: after an expiry someone else may hold it now.
       const current = await driver.getContent(path).catch(() => undefined);
-      if (current && parseOwner(current).token === token) await driver.delete(path);
+      if (current && parseOwner(current).token === token) await driver.deleteFile(path);
     },
   };
 }

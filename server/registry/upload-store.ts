@@ -92,6 +92,7 @@ export class UploadStore {
   }
 
   private async withLock<T>(name: string, id: string, action: (state: UploadState) => Promise<T>): Promise<T> {
+    // Read first, so an unknown session creates nothing (not even a lock file).
     const state = await this.get(name, id);
     const lock: HeldLock | undefined = await tryLock(this.driver, paths.uploadLock(name, id));
     if (!lock) {

@@ -513,6 +513,18 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
         expect((await driver.getContent('/del/f/one.d/x')).toString()).to.equal('3');
       });
 
+      it('deleteFile removes one file only, and ignores a missing one', async () => {
+        await driver.putContent('/delfile/a', '1');
+        await driver.putContent('/delfile/a.d/x', '2');
+        await driver.putContent('/delfile/ab', '3');
+        await driver.deleteFile('/delfile/a');
+        await driver.deleteFile('/delfile/a');
+        await driver.deleteFile('/delfile/never-there');
+        await rejectsWith(driver.getContent('/delfile/a'), PathNotFoundError);
+        expect((await driver.getContent('/delfile/a.d/x')).toString()).to.equal('2');
+        expect((await driver.getContent('/delfile/ab')).toString()).to.equal('3');
+      });
+
       it('deletes a whole tree, not its name-prefix siblings, and ignores missing paths', async () => {
         await driver.putContent('/del/t/tree/a', 'a');
         await driver.putContent('/del/t/tree/b/c', 'c');
