@@ -223,7 +223,7 @@ export class S3Driver implements StorageDriver {
   async delete(path: string): Promise<void> {
     const key = this.key(path);
     if (key) {
-      await this.call(path, (client) => client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: key })));
+      await this.deleteFile(path);
       await this.deletePrefix(path, tailPrefix(key));
     }
     await this.deletePrefix(path, this.dirPrefix(path));
@@ -261,7 +261,7 @@ export class S3Driver implements StorageDriver {
   async healthCheck(): Promise<void> {
     try {
       // Bounded: a gateway that accepts connections and never answers would otherwise hold the probe (and
-      // startup) for maxAttempts x requestTimeout (10 minutes).
+      // startup) for maxAttempts x the idle socket timeout (5 minutes).
       await this.client.send(new HeadBucketCommand({ Bucket: this.options.bucket }), { abortSignal: AbortSignal.timeout(HEALTH_TIMEOUT_MS) });
     } catch (error) {
       if ((error as Error).name === 'AbortError' || (error as Error).name === 'TimeoutError') {
@@ -311,8 +311,7 @@ export class S3Driver implements StorageDriver {
   }
 
   private async multipartCopy(source: string, destination: string, size: number): Promise<void> {
-    const created = await this.call(destination, (client) => client.send(new CreateMultipartUploadCommand(this.putParams(destination))));
-    const uploadId = created.UploadId!;
+    const uploadId = await this.createUpload(destination);
     try {
       const parts: Part[] = [];
       for (let start = 0, number = 1; start < size; start += COPY_PART, number++) {

@@ -90,7 +90,7 @@ export class BlobStore {
   /** Removes the repository's link; the data stays until garbage collection finds it unreferenced. */
   async unlink(name: string, digest: ParsedDigest): Promise<void> {
     if (!(await this.isLinked(name, digest))) throw blobUnknown(digest.digest);
-    await this.driver.delete(paths.layerLink(name, digest).replace(/\/link$/, ''));
+    await this.driver.delete(paths.layer(name, digest));
   }
 
   /** Stores bytes that were already verified against `digest` (small content such as manifests). */

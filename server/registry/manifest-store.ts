@@ -71,7 +71,7 @@ export class ManifestStore {
     for (const tag of await this.tags.pointingAt(name, digest.digest)) await this.tags.delete(name, tag).catch(() => undefined);
     const subject = this.subjectOf(stored.bytes);
     if (subject) await this.referrers.remove(name, subject, digest);
-    await this.driver.delete(paths.revisionLink(name, digest).replace(/\/link$/, ''));
+    await this.driver.delete(paths.revision(name, digest));
   }
 
   private async hasRevision(name: string, digest: ParsedDigest): Promise<boolean> {

@@ -15,8 +15,10 @@ export const REPOSITORIES = `${ROOT}/repositories`;
 export const paths = {
   blobData: (d: ParsedDigest) => `${ROOT}/blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}/data`,
   repository: (name: string) => `${REPOSITORIES}/${name}`,
-  layerLink: (name: string, d: ParsedDigest) => `${REPOSITORIES}/${name}/_layers/${d.algorithm}/${d.hex}/link`,
-  revisionLink: (name: string, d: ParsedDigest) => `${REPOSITORIES}/${name}/_manifests/revisions/${d.algorithm}/${d.hex}/link`,
+  layer: (name: string, d: ParsedDigest) => `${REPOSITORIES}/${name}/_layers/${d.algorithm}/${d.hex}`,
+  layerLink: (name: string, d: ParsedDigest) => `${paths.layer(name, d)}/link`,
+  revision: (name: string, d: ParsedDigest) => `${REPOSITORIES}/${name}/_manifests/revisions/${d.algorithm}/${d.hex}`,
+  revisionLink: (name: string, d: ParsedDigest) => `${paths.revision(name, d)}/link`,
   tags: (name: string) => `${REPOSITORIES}/${name}/_manifests/tags`,
   tag: (name: string, tag: string) => `${REPOSITORIES}/${name}/_manifests/tags/${tag}`,
   /** Ours: rewritten on every tag change, so listings can be cached and validated with one read. */

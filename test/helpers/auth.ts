@@ -1,98 +1,29 @@
-// Helpers for the token-auth tests: a registry started with a known public URL (http.host must
-// name the port, so the port is chosen before the config is written), bcrypt users, an EC key and
+// Helpers for the token-auth tests: a registry whose http.host names its own URL, bcrypt users, an EC key and
 // self-signed certificate made with openssl, the libtrust key id, token requests, challenge parsing,
 // and a tiny runnable busybox image pushed over plain HTTP. Independent of the server code.
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { mkdir, readFile, rm, symlink, copyFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import bcrypt from 'bcryptjs';
-import { stringify } from 'yaml';
-import { freePort, run, startDaemon, tempDir, waitUntil, type Daemon } from './process.js';
-import { removeTree } from './cleanup.js';
+import { run } from './process.js';
+import { startRegistry, type RunningRegistry } from './registry.js';
+import { startDistribution, type RunningDistribution } from './distribution.js';
 
-const MAIN = fileURLToPath(new URL('../../server/main.ts', import.meta.url));
-
-export interface AuthRegistry {
-  /** http://127.0.0.1:PORT, also configured as http.host (the token realm's base). */
-  url: string;
-  hostPort: string;
-  dir: string;
-  root: string;
+export interface AuthRegistry extends RunningRegistry {
+  /** The registry's log (one JSON line per request). */
   logFile: string;
-  daemon: Daemon;
-  stop(): Promise<void>;
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function deepMerge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(extra)) {
-    const current = out[key];
-    out[key] = isPlainObject(current) && isPlainObject(value) ? deepMerge(current, value) : value;
-  }
-  return out;
-}
-
-/**
- * Like test/helpers/registry.ts's startRegistry, but the port is known before the config is
- * written, so `http.host` (the public URL the token realm is built from) can name it.
- * `config` may be a function of the URL, for keys that need it.
- */
+/** Our registry with http.host set to its own URL (the token realm's base); `config` may depend on that URL. */
 export async function startAuthRegistry(options: {
   config: Record<string, unknown> | ((url: string) => Record<string, unknown>);
   env?: NodeJS.ProcessEnv;
   /** A storage root the caller owns (kept on stop), to restart on the same data. */
   rootDir?: string;
 }): Promise<AuthRegistry> {
-  const dir = await tempDir('registry-auth');
-  const root = options.rootDir ?? join(dir, 'data');
-  const port = await freePort();
-  const hostPort = `127.0.0.1:${port}`;
-  const url = `http://${hostPort}`;
-  const extra = typeof options.config === 'function' ? options.config(url) : options.config;
-  const config = deepMerge(
-    {
-      version: 0.1,
-      log: { level: 'info' },
-      http: { addr: hostPort, host: url, workers: 1, draintimeout: '5s' },
-      storage: { filesystem: { rootdirectory: root }, delete: { enabled: true } },
-    },
-    extra,
-  );
-  const configFile = join(dir, 'config.yml');
-  await writeFile(configFile, stringify(config));
-  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
-  // The test's own environment must not reconfigure the registry under test.
-  for (const key of Object.keys(env)) if (key.startsWith('REGISTRY_') && !(options.env && key in options.env)) delete env[key];
-  const logFile = join(dir, 'registry.log');
-  const daemon = await startDaemon(process.execPath, ['--import=tsx', MAIN, 'serve', '--config', configFile], { logFile, env });
-  try {
-    await waitUntil(`registry on ${hostPort}`, async () => (await fetch(`${url}/readyz`)).status === 200, { daemon, timeoutMs: 30_000 });
-  } catch (error) {
-    await daemon.stop(2_000);
-    if (!process.env.TEST_KEEP_TMP) await removeTree(dir);
-    throw error;
-  }
-  let stopped = false;
-  return {
-    url,
-    hostPort,
-    dir,
-    root,
-    logFile,
-    daemon,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await daemon.stop();
-      if (!process.env.TEST_KEEP_TMP) await removeTree(dir);
-    },
-  };
+  const registry = await startRegistry({ ...options, publicUrl: true });
+  return { ...registry, logFile: registry.daemon.logFile };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,60 +251,9 @@ export async function manifestDigest(url: string, repo: string, ref: string, aut
 // ---------------------------------------------------------------------------------------------
 // Distribution as a token-auth resource server
 
-export interface TokenDistribution {
-  url: string;
-  hostPort: string;
-  logFile: string;
-  stop(): Promise<void>;
-}
+export type TokenDistribution = RunningDistribution;
 
-/**
- * Debian's docker-registry (CNCF Distribution 2.8.2) with `auth.token`. test/helpers/distribution.ts
- * waits for `/v2/` to answer 200, which a registry with token auth never does; this one waits for
- * its 401 challenge.
- */
-export async function startTokenDistribution(token: { realm: string; service: string; issuer: string; rootcertbundle: string }): Promise<TokenDistribution> {
-  const dir = await tempDir('distribution-token');
-  const root = join(dir, 'storage');
-  await mkdir(root);
-  const port = await freePort();
-  const hostPort = `127.0.0.1:${port}`;
-  const config = {
-    version: '0.1',
-    log: { level: 'info', accesslog: { disabled: false } },
-    storage: { filesystem: { rootdirectory: root }, delete: { enabled: true } },
-    http: { addr: hostPort },
-    auth: { token },
-  };
-  const configFile = join(dir, 'config.yml');
-  await writeFile(configFile, JSON.stringify(config, null, 2));
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.AWS_CA_BUNDLE; // Go's AWS SDK panics on this machine's bundle
-  for (const key of Object.keys(env)) if (key.startsWith('REGISTRY_')) delete env[key];
-  const logFile = join(dir, 'registry.log');
-  const daemon = await startDaemon(process.env.TEST_DOCKER_REGISTRY ?? '/usr/bin/docker-registry', ['serve', configFile], { logFile, env });
-  const url = `http://${hostPort}`;
-  try {
-    await waitUntil(`docker-registry on ${hostPort}`, async () => {
-      const res = await fetch(`${url}/v2/`);
-      await res.arrayBuffer();
-      return res.status === 401 && (res.headers.get('www-authenticate') ?? '').startsWith('Bearer ');
-    }, { daemon });
-  } catch (error) {
-    await daemon.stop(2_000);
-    await removeTree(dir);
-    throw error;
-  }
-  let stopped = false;
-  return {
-    url,
-    hostPort,
-    logFile,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await daemon.stop(5_000);
-      if (!process.env.TEST_KEEP_TMP) await removeTree(dir);
-    },
-  };
+/** Debian's docker-registry (CNCF Distribution 2.8.2) with `auth.token`: a resource server for our tokens. */
+export function startTokenDistribution(token: { realm: string; service: string; issuer: string; rootcertbundle: string }): Promise<TokenDistribution> {
+  return startDistribution({ auth: { token } });
 }

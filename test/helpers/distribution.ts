@@ -57,7 +57,15 @@ export async function startDistribution(config: Config = {}): Promise<RunningDis
   const daemon = await startDaemon(DOCKER_REGISTRY, ['serve', configFile], { logFile: join(dir, 'registry.log'), env });
   const url = `http://${hostPort}`;
   try {
-    await waitUntil(`docker-registry on ${hostPort}`, async () => (await fetch(`${url}/v2/`)).status === 200, { daemon });
+    // With auth.token configured, /v2/ answers a Bearer challenge instead of 200 once it is up.
+    const tokenAuth = (full as { auth?: { token?: unknown } }).auth?.token !== undefined;
+    await waitUntil(`docker-registry on ${hostPort}`, async () => {
+      const res = await fetch(`${url}/v2/`);
+      await res.arrayBuffer();
+      return tokenAuth
+        ? res.status === 401 && (res.headers.get('www-authenticate') ?? '').startsWith('Bearer ')
+        : res.status === 200;
+    }, { daemon });
   } catch (error) {
     await daemon.stop(2_000);
     await removeTree(dir);

@@ -18,8 +18,13 @@ export interface RunningRegistry {
 }
 
 export interface RegistryOptions {
-  /** Merged over the defaults (filesystem storage in a temp dir, one worker, loopback address). */
-  config?: Record<string, unknown>;
+  /**
+   * Merged over the defaults (filesystem storage in a temp dir, one worker, loopback address); a function
+   * receives the registry's URL first, for keys that name it.
+   */
+  config?: Record<string, unknown> | ((url: string) => Record<string, unknown>);
+  /** Set http.host to the registry's own URL (the token realm's base). */
+  publicUrl?: boolean;
   workers?: number;
   /** Reuse a storage root, e.g. to restart on the data of a killed process. */
   rootDir?: string;
@@ -37,27 +42,31 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
   const root = options.rootDir ?? join(dir, 'data');
   const port = await freePort();
   const hostPort = `127.0.0.1:${port}`;
+  const url = `${options.tls ? 'https' : 'http'}://${hostPort}`;
+  const extra = typeof options.config === 'function' ? options.config(url) : options.config;
   const config = deepMerge(
     {
       version: 0.1,
       log: { level: 'info' },
       http: {
         addr: `${options.listenAll ? '0.0.0.0' : '127.0.0.1'}:${port}`,
+        ...(options.publicUrl ? { host: url } : {}),
         workers: options.workers ?? 1,
         draintimeout: '5s',
         ...(options.tls ? { tls: options.tls } : {}),
       },
       storage: { filesystem: { rootdirectory: root }, delete: { enabled: true } },
     },
-    options.config ?? {},
+    extra ?? {},
   );
   const configFile = join(dir, 'config.yml');
   await writeFile(configFile, stringify(config));
+  // The test's own REGISTRY_* environment must not reconfigure the registry under test.
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('REGISTRY_')));
   const daemon = await startDaemon(process.execPath, ['--import=tsx', MAIN, 'serve', '--config', configFile], {
     logFile: join(dir, 'registry.log'),
-    env: { ...process.env, ...options.env },
+    env: { ...env, ...options.env },
   });
-  const url = `${options.tls ? 'https' : 'http'}://${hostPort}`;
   await waitUntil(`registry on ${hostPort}`, () => isReady(`${url}/readyz`), { daemon, timeoutMs: 30_000 });
   return {
     url,
