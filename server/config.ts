@@ -132,6 +132,43 @@ const schema = z.strictObject({
         .default([]),
     })
     .prefault({}),
+  /** Shared state for several replicas (upload sessions, caches, locks, rate limits, job queues). */
+  redis: z
+    .strictObject({
+      /** Distribution's: host:port. */
+      addr: z.string().regex(/^[^:\s]+:\d+$/, 'host:port').optional(),
+      /** Ours: redis://[user:password@]host:port/db or rediss:// (TLS); overrides addr. */
+      url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').optional(),
+      username: z.string().optional(),
+      password: z.string().optional(),
+      db: z.number().int().min(0).default(0),
+      /** Distribution's timeouts. */
+      dialtimeout: duration.default('5s'),
+      readtimeout: duration.optional(),
+      writetimeout: duration.optional(),
+      /** Accepted for Distribution compatibility; ioredis keeps one multiplexed connection. */
+      pool: z.record(z.string(), z.unknown()).optional(),
+      tls: z.strictObject({ enabled: z.boolean().default(false) }).optional(),
+      /** Passed through to ioredis: Sentinel (`name` of the master set, sentinels as host:port). */
+      sentinel: z.strictObject({ name: z.string(), addrs: z.array(z.string()).min(1), password: z.string().optional() }).optional(),
+      /** Passed through to ioredis: Redis Cluster seed nodes as host:port. */
+      cluster: z.strictObject({ addrs: z.array(z.string()).min(1) }).optional(),
+      /** Prefix of every key, so several registries can share one Redis. */
+      keyprefix: z.string().default('registry:'),
+    })
+    .refine((redis) => redis.addr || redis.url || redis.sentinel || redis.cluster, 'one of addr, url, sentinel or cluster is needed')
+    .optional(),
+  /** Ours: token buckets per client address and per user (in Redis when configured). Off by default. */
+  ratelimit: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      /** Requests per second refilled, and the bucket size (the burst allowed at once). */
+      perclient: z.strictObject({ rate: z.number().positive().default(50), burst: z.number().int().min(1).default(200) }).prefault({}),
+      peruser: z.strictObject({ rate: z.number().positive().default(100), burst: z.number().int().min(1).default(400) }).prefault({}),
+      /** Addresses or CIDRs of proxies whose X-Forwarded-For names the client. */
+      trustedproxies: z.array(z.string()).default([]),
+    })
+    .prefault({}),
   health: z
     .strictObject({
       storagedriver: z

@@ -1,0 +1,64 @@
+// A real Debian redis-server on a random loopback port, without persistence, stopped by PID.
+import { rm } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { freePort, startDaemon, tempDir, waitUntil, type Daemon } from './process.js';
+
+export interface RunningRedis {
+  port: number;
+  addr: string;
+  url: string;
+  daemon: Daemon;
+  /** Stops the server for good and removes its directory. */
+  stop(): Promise<void>;
+  /** Stops the server, as an outage would; its data is gone (nothing is persisted). */
+  halt(): Promise<void>;
+  /** Starts a fresh, empty server on the same port (halting the running one first). */
+  restart(): Promise<void>;
+}
+
+export async function startRedis(): Promise<RunningRedis> {
+  const dir = await tempDir('redis');
+  const port = await freePort();
+  const launch = async () => {
+    const daemon = await startDaemon(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no'],
+      { logFile: join(dir, 'redis.log') },
+    );
+    await waitUntil(`redis on ${port}`, () => ping(port), { daemon, timeoutMs: 10_000 });
+    return daemon;
+  };
+  let daemon = await launch();
+  const running: RunningRedis = {
+    port,
+    addr: `127.0.0.1:${port}`,
+    url: `redis://127.0.0.1:${port}`,
+    get daemon() {
+      return daemon;
+    },
+    async halt() {
+      await daemon.stop(5_000);
+    },
+    async restart() {
+      await daemon.stop(5_000);
+      daemon = await launch();
+    },
+    async stop() {
+      await daemon.stop(5_000);
+      if (!process.env.TEST_KEEP_TMP) await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return running;
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port }, () => socket.write('PING\r\n'));
+    socket.once('data', (data) => {
+      socket.destroy();
+      resolve(data.toString().startsWith('+PONG'));
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
