@@ -36,7 +36,7 @@ export async function runServer(config: Config, logger: Logger): Promise<{ serve
       deadline.unref();
       server.close(() => {
         clearTimeout(deadline);
-        resolve();
+        void app.close().finally(resolve);
       });
       server.closeIdleConnections();
     }));

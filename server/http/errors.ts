@@ -2,6 +2,7 @@
 import type { Context, Next } from 'koa';
 import { OciError } from '../registry/errors.js';
 import { InvalidPathError, StorageUnavailableError } from '../../storage-drivers/driver.js';
+import { SharedStateUnavailableError } from '../state/redis.js';
 
 export async function ociErrors(ctx: Context, next: Next): Promise<void> {
   try {
@@ -25,6 +26,13 @@ function toOciError(caught: unknown, ctx: Context): OciError {
     // Retries with backoff already happened in the driver; the client may try again a little later.
     ctx.state.internalError = caught;
     return new OciError(503, 'UNAVAILABLE', 'storage backend unavailable, try again', { requestId: ctx.state.requestId }, {
+      'Retry-After': '5',
+    });
+  }
+  if (caught instanceof SharedStateUnavailableError) {
+    // Redis is away: nothing was committed; it reconnects by itself, so a retry a little later succeeds.
+    ctx.state.internalError = caught;
+    return new OciError(503, 'UNAVAILABLE', 'shared state (Redis) unavailable, try again', { requestId: ctx.state.requestId }, {
       'Retry-After': '5',
     });
   }

@@ -6,9 +6,18 @@ import { ManifestStore } from './manifest-store.js';
 import { ReferrerStore } from './referrer-store.js';
 import { TagStore } from './tag-store.js';
 import { UploadStore } from './upload-store.js';
+import { DescriptorCache } from './descriptor-cache.js';
+import type { UploadSessions } from './upload-sessions.js';
+import type { Locks } from '../state/locks.js';
 
 export interface RegistryOptions {
   deleteEnabled: boolean;
+  /** Shared state of several replicas (Redis); storage alone when absent. */
+  shared?: {
+    sessions: UploadSessions;
+    cache: DescriptorCache;
+    locks: Locks;
+  };
 }
 
 export class Registry {
@@ -22,11 +31,12 @@ export class Registry {
     readonly driver: StorageDriver,
     readonly options: RegistryOptions,
   ) {
-    this.blobs = new BlobStore(driver);
-    this.uploads = new UploadStore(driver, this.blobs);
-    this.tags = new TagStore(driver);
+    const cache = options.shared?.cache ?? new DescriptorCache();
+    this.blobs = new BlobStore(driver, cache);
+    this.uploads = new UploadStore(driver, this.blobs, options.shared?.sessions);
+    this.tags = new TagStore(driver, cache, options.shared?.locks);
     this.referrers = new ReferrerStore(driver);
-    this.manifests = new ManifestStore(driver, this.blobs, this.tags, this.referrers);
+    this.manifests = new ManifestStore(driver, this.blobs, this.tags, this.referrers, cache);
   }
 
   repositories(): Promise<string[]> {

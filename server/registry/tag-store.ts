@@ -3,31 +3,47 @@
 // repository with 10,000 tags costs one small read per listing instead of ten S3 list calls.
 import { randomUUID } from 'node:crypto';
 import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
-import { manifestUnknown, nameUnknown } from './errors.js';
+import { manifestUnknown, nameUnknown, OciError } from './errors.js';
+import { cacheKeys, DescriptorCache } from './descriptor-cache.js';
+import type { Locks } from '../state/locks.js';
 import { parseDigest, type ParsedDigest } from './digest.js';
 import { paths } from './paths.js';
 import { compareCodeUnits } from './pagination.js';
 
 const CACHED_REPOSITORIES = 256;
+/** How long a tag update waits for a concurrent update of the same tag on another replica. */
+const TAG_LOCK_WAIT_MS = 10_000;
 
 export class TagStore {
   private readonly listings = new Map<string, { version: string; tags: string[] }>();
 
-  constructor(private readonly driver: StorageDriver) {}
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly cache = new DescriptorCache(),
+    /** Replicas with a shared cache serialise updates of one tag, so the cache ends on storage's winner. */
+    private readonly locks?: Locks,
+  ) {}
 
   async resolve(name: string, tag: string): Promise<ParsedDigest> {
+    const value = await this.cache.read(cacheKeys.tag(name, tag), () => this.readLink(name, tag));
+    const digest = value === undefined ? undefined : parseDigest(value);
+    if (!digest) throw manifestUnknown(tag);
+    return digest;
+  }
+
+  private async readLink(name: string, tag: string): Promise<string | undefined> {
     try {
-      const digest = parseDigest((await this.driver.getContent(paths.tagLink(name, tag))).toString().trim());
-      if (!digest) throw manifestUnknown(tag);
-      return digest;
+      return (await this.driver.getContent(paths.tagLink(name, tag))).toString().trim();
     } catch (error) {
-      if (isNotFound(error)) throw manifestUnknown(tag);
+      if (isNotFound(error)) return undefined;
       throw error;
     }
   }
 
   async set(name: string, tag: string, digest: ParsedDigest): Promise<void> {
-    await this.driver.putContent(paths.tagLink(name, tag), digest.digest);
+    await this.exclusively(name, tag, () =>
+      this.cache.write(cacheKeys.tag(name, tag), digest.digest, () => this.driver.putContent(paths.tagLink(name, tag), digest.digest)),
+    );
     await this.bumpVersion(name);
   }
 
@@ -38,8 +54,21 @@ export class TagStore {
       if (isNotFound(error)) throw manifestUnknown(tag);
       throw error;
     }
-    await this.driver.delete(paths.tag(name, tag));
+    await this.exclusively(name, tag, () => this.cache.delete([cacheKeys.tag(name, tag)], () => this.driver.delete(paths.tag(name, tag))));
     await this.bumpVersion(name);
+  }
+
+  private async exclusively(name: string, tag: string, update: () => Promise<void>): Promise<void> {
+    if (!this.locks) return update();
+    const lock = await this.locks.lock(`tag/${name}/${tag}`, TAG_LOCK_WAIT_MS);
+    if (!lock) {
+      throw new OciError(503, 'UNAVAILABLE', 'the tag is being updated by another request; try again', { tag }, { 'Retry-After': '1' });
+    }
+    try {
+      await update();
+    } finally {
+      await lock.release();
+    }
   }
 
   /** All tags, sorted; NAME_UNKNOWN when the repository does not exist. */

@@ -1,16 +1,16 @@
 // Upload purging, as Distribution's storage.maintenance.uploadpurging: sessions older than `age` are
-// removed every `interval`. Every process schedules it; a lock in storage lets one of them run it at a time.
+// removed every `interval`. Every process schedules it; a lock (storage or Redis) lets one of them run it at a time.
 import type { Logger } from 'pino';
 import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
 import { REPOSITORIES } from './paths.js';
-import { tryLock } from './upload-lock.js';
+import type { Locks } from '../state/locks.js';
 
 export interface PurgeOptions {
   ageMs: number;
   dryRun: boolean;
 }
 
-const LOCK = '/_maintenance/uploadpurging.lock';
+const LOCK = 'maintenance/uploadpurging';
 
 /** Removes abandoned upload sessions; returns the session directories it removed (or would remove). */
 export async function purgeUploads(driver: StorageDriver, options: PurgeOptions, now = new Date()): Promise<string[]> {
@@ -25,9 +25,9 @@ export async function purgeUploads(driver: StorageDriver, options: PurgeOptions,
   return purged;
 }
 
-export function schedulePurging(driver: StorageDriver, options: PurgeOptions & { intervalMs: number }, logger: Logger): () => void {
+export function schedulePurging(driver: StorageDriver, locks: Locks, options: PurgeOptions & { intervalMs: number }, logger: Logger): () => void {
   const run = async () => {
-    const lock = await tryLock(driver, LOCK).catch(() => undefined);
+    const lock = await locks.tryLock(LOCK).catch(() => undefined);
     if (!lock) return;
     try {
       const purged = await purgeUploads(driver, options);

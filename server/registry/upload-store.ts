@@ -1,29 +1,16 @@
-// Upload sessions. All state is in storage (any process, any replica, or a restarted one continues a session);
-// the running SHA-256 of the process that took the last chunk is kept in memory so the common path
+// Upload sessions. State is kept where every process and replica reads it (storage, or Redis: see
+// upload-sessions.ts), the data in storage; the running SHA-256 of the process that took the last chunk is kept in memory so the common path
 // (docker's single streamed PATCH, then a body-less PUT) hashes every byte exactly once.
 import { randomUUID, type Hash } from 'node:crypto';
-import { isNotFound, type FileWriter, type StorageDriver, type WriterCheckpoint } from '../../storage-drivers/driver.js';
+import type { FileWriter, StorageDriver, WriterCheckpoint } from '../../storage-drivers/driver.js';
 import { digestInvalid, OciError, uploadUnknown } from './errors.js';
 import { newHash, type ParsedDigest } from './digest.js';
 import { paths } from './paths.js';
 import type { ByteRange } from './range.js';
-import { tryLock, type HeldLock } from './upload-lock.js';
 import type { BlobInfo, BlobStore } from './blob-store.js';
+import { StorageUploadSessions, type UploadSessions, type UploadState } from './upload-sessions.js';
 
-export interface UploadState {
-  id: string;
-  name: string;
-  /** Bytes committed so far. */
-  offset: number;
-  /**
-   * Hex SHA-256 of bytes [0, offset): lets a body-less final PUT on any process verify without a re-read.
-   * Absent when a chunk was written without the running hash (it is then computed at the end).
-   */
-  sha256?: string;
-  /** Where the storage driver continues the data (S3: multipart upload id and parts). */
-  checkpoint?: WriterCheckpoint;
-  startedAt: string;
-}
+export type { UploadState };
 
 export interface Chunk {
   body: AsyncIterable<Buffer>;
@@ -43,24 +30,20 @@ export class UploadStore {
   constructor(
     private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
+    private readonly sessions: UploadSessions = new StorageUploadSessions(driver),
   ) {}
 
   async create(name: string): Promise<UploadState> {
     const state: UploadState = { id: randomUUID(), name, offset: 0, sha256: EMPTY_SHA256, startedAt: new Date().toISOString() };
-    await this.saveState(state);
+    await this.sessions.create(state);
     return state;
   }
 
   async get(name: string, id: string): Promise<UploadState> {
     if (!UUID_PATTERN.test(id)) throw uploadUnknown(id.slice(0, 100));
-    try {
-      const state = JSON.parse((await this.driver.getContent(paths.uploadState(name, id))).toString()) as UploadState;
-      if (state.name !== name) throw uploadUnknown(id);
-      return state;
-    } catch (error) {
-      if (isNotFound(error)) throw uploadUnknown(id);
-      throw error;
-    }
+    const state = await this.sessions.load(name, id);
+    if (!state || state.name !== name) throw uploadUnknown(id);
+    return state;
   }
 
   /** PATCH: appends one chunk. */
@@ -94,7 +77,7 @@ export class UploadStore {
   private async withLock<T>(name: string, id: string, action: (state: UploadState) => Promise<T>): Promise<T> {
     // Read first, so an unknown session creates nothing (not even a lock file).
     const state = await this.get(name, id);
-    const lock: HeldLock | undefined = await tryLock(this.driver, paths.uploadLock(name, id));
+    const lock = await this.sessions.lock(name, id);
     if (!lock) {
       throw new OciError(416, 'BLOB_UPLOAD_INVALID', 'another request is writing to this upload', { id }, rangeHeader(state));
     }
@@ -135,7 +118,7 @@ export class UploadStore {
       checkpoint,
     };
     if (mode === 'checkpoint') {
-      await this.saveState(next);
+      await this.sessions.save(next);
       if (hash) this.remember(next.id, next.offset, hash);
     }
     return next;
@@ -200,11 +183,8 @@ export class UploadStore {
 
   private async discard(state: UploadState): Promise<void> {
     this.liveHashes.delete(state.id);
+    await this.sessions.remove(state);
     await this.driver.delete(paths.upload(state.name, state.id));
-  }
-
-  private async saveState(state: UploadState): Promise<void> {
-    await this.driver.putContent(paths.uploadState(state.name, state.id), JSON.stringify(state));
   }
 
   private remember(id: string, offset: number, hash: Hash): void {
