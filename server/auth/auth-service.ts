@@ -1,18 +1,19 @@
 // Authentication and authorization as one service: users, access rules, tokens and the login limiter,
 // built from the `auth` config. Absent (undefined) when auth is off: the embedded registry stays open.
+import { pino, type Logger } from 'pino';
 import type { StorageDriver } from '../../storage-drivers/driver.js';
 import { durationMs, type Config } from '../config.js';
 import { AccessPolicy, type Principal } from './access.js';
 import { loadSigningKeys, type SigningKeys } from './keys.js';
-import { LoginLimiter } from './login-limiter.js';
+import { MemoryLoginLimiter, type LoginLimiter } from './login-limiter.js';
+import { RedisLoginLimiter } from './redis-login-limiter.js';
+import type { SharedState } from '../state/redis.js';
 import { TokenService } from './tokens.js';
 import { UserDirectory } from './users.js';
 
 export type BasicResult = { principal: Principal } | { invalid: true } | { retryAfterMs: number };
 
 export class AuthService {
-  readonly limiter = new LoginLimiter();
-
   private constructor(
     readonly users: UserDirectory,
     readonly policy: AccessPolicy,
@@ -22,7 +23,9 @@ export class AuthService {
     private readonly service: string | undefined,
     private readonly publicUrl: string | undefined,
     /** The external issuer's token URL, when clients must get their tokens there. */
-    private readonly externalRealm?: string,
+    private readonly externalRealm: string | undefined,
+    /** Failed logins per user and address: in Redis when shared, so all replicas count together. */
+    readonly limiter: LoginLimiter,
   ) {}
 
   static isEnabled(config: Config): boolean {
@@ -30,7 +33,7 @@ export class AuthService {
     return Boolean(auth.htpasswd || auth.token || auth.users.length > 0 || auth.robots.length > 0);
   }
 
-  static async create(config: Config, driver: StorageDriver): Promise<AuthService | undefined> {
+  static async create(config: Config, driver: StorageDriver, shared?: SharedState, logger?: Logger): Promise<AuthService | undefined> {
     if (!AuthService.isEnabled(config)) return undefined;
     const auth = config.auth;
     const keys = await loadSigningKeys(auth.issuer, driver);
@@ -48,7 +51,8 @@ export class AuthService {
     // external issuer, as with Distribution's auth.token.
     const externalOnly = auth.token && users.size === 0 ? auth.token : undefined;
     const service = externalOnly?.service ?? auth.issuer.service ?? (config.http.host ? new URL(config.http.host).host : undefined);
-    return new AuthService(users, new AccessPolicy(auth), tokens, keys, service, config.http.host, externalOnly?.realm);
+    const limiter = shared ? new RedisLoginLimiter(shared, logger ?? pino({ enabled: false })) : new MemoryLoginLimiter();
+    return new AuthService(users, new AccessPolicy(auth), tokens, keys, service, config.http.host, externalOnly?.realm, limiter);
   }
 
   /** The token audience: the configured service, else the host the client used. */
@@ -63,14 +67,14 @@ export class AuthService {
 
   /** Checks Basic credentials, with failed attempts limited per user and address. */
   async basic(name: string, password: string, address: string): Promise<BasicResult> {
-    const retryAfterMs = this.limiter.retryAfter(name, address);
+    const retryAfterMs = await this.limiter.retryAfter(name, address);
     if (retryAfterMs > 0) return { retryAfterMs };
     const principal = await this.users.authenticate(name, password);
     if (!principal) {
-      this.limiter.recordFailure(name, address);
+      await this.limiter.recordFailure(name, address);
       return { invalid: true };
     }
-    this.limiter.recordSuccess(name, address);
+    await this.limiter.recordSuccess(name, address);
     return { principal };
   }
 }

@@ -1,28 +1,39 @@
 // Failed logins are limited per user and address: after `limit` failures in `windowMs`, further attempts
-// are refused until the window has passed. In memory: per process until shared state arrives with Redis.
-export class LoginLimiter {
+// are refused until the window has passed. In memory here (one process); redis-login-limiter.ts shares the
+// count between replicas, so a password guesser cannot multiply its attempts by the number of replicas.
+export interface LoginLimiter {
+  /** Milliseconds until `user` from `address` may try again, or 0. */
+  retryAfter(user: string, address: string): Promise<number>;
+  recordFailure(user: string, address: string): Promise<void>;
+  recordSuccess(user: string, address: string): Promise<void>;
+}
+
+export const LOGIN_FAILURE_LIMIT = 5;
+export const LOGIN_FAILURE_WINDOW_MS = 60_000;
+
+export class MemoryLoginLimiter implements LoginLimiter {
   private readonly failures = new Map<string, number[]>();
 
   constructor(
-    private readonly limit = 5,
-    private readonly windowMs = 60_000,
+    private readonly limit = LOGIN_FAILURE_LIMIT,
+    private readonly windowMs = LOGIN_FAILURE_WINDOW_MS,
     private readonly now = Date.now,
   ) {}
 
-  /** Milliseconds until `user` from `address` may try again, or 0. */
-  retryAfter(user: string, address: string): number {
+  async retryAfter(user: string, address: string): Promise<number> {
     const recent = this.recent(`${user}\n${address}`);
     if (recent.length < this.limit) return 0;
-    return recent[0]! + this.windowMs - this.now();
+    // Allowed again once enough failures have left the window to drop below the limit.
+    return recent[recent.length - this.limit]! + this.windowMs - this.now();
   }
 
-  recordFailure(user: string, address: string): void {
+  async recordFailure(user: string, address: string): Promise<void> {
     const key = `${user}\n${address}`;
-    this.failures.set(key, [...this.recent(key), this.now()]);
+    this.failures.set(key, [...this.recent(key), this.now()].slice(-this.limit));
     if (this.failures.size > 10_000) this.failures.delete(this.failures.keys().next().value!);
   }
 
-  recordSuccess(user: string, address: string): void {
+  async recordSuccess(user: string, address: string): Promise<void> {
     this.failures.delete(`${user}\n${address}`);
   }
 

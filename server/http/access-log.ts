@@ -29,7 +29,7 @@ export function accessLog(logger: Logger) {
           bytesIn: socket.bytesRead - bytesReadBefore,
           bytesOut: ctx.method === 'HEAD' ? 0 : (ctx.response.length ?? 0),
           durationMs: Number(process.hrtime.bigint() - started) / 1e6,
-          remote: ctx.ip,
+          remote: (ctx.state.clientAddress as string | undefined) ?? ctx.ip,
           userAgent: ctx.get('User-Agent') || undefined,
           error: ctx.state.errorCode,
         };

@@ -8,6 +8,7 @@ import { parseBasic, parseBearer, type AuthService } from '../auth/auth-service.
 import { requiredScopes } from '../auth/required-scopes.js';
 import { covers, formatScope, type ResourceScope } from '../auth/scope.js';
 import { TokenError } from '../auth/tokens.js';
+import { addressOf } from './client-address.js';
 
 export function authorization(auth: AuthService) {
   return async function authorize(ctx: Context, next: Next): Promise<void> {
@@ -45,7 +46,7 @@ export function authorization(auth: AuthService) {
     const credentials = parseBasic(header);
     let principal: Principal | undefined;
     if (credentials) {
-      const result = await auth.basic(credentials.name, credentials.password, ctx.ip);
+      const result = await auth.basic(credentials.name, credentials.password, addressOf(ctx));
       if ('retryAfterMs' in result) throw tooManyAttempts(result.retryAfterMs);
       if ('invalid' in result) throw unauthorized('invalid username or password', challenge());
       principal = result.principal;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { expect } from 'chai';
 import { AuthService, parseBasic, parseBearer } from '../../server/auth/auth-service.js';
-import { LoginLimiter } from '../../server/auth/login-limiter.js';
+import { MemoryLoginLimiter } from '../../server/auth/login-limiter.js';
 import { parseHtpasswd, UserDirectory } from '../../server/auth/users.js';
 import { loadConfig, type Config } from '../../server/config.js';
 import { FilesystemDriver } from '../../storage-drivers/filesystem.js';
@@ -150,77 +150,77 @@ describe('auth: LoginLimiter', () => {
     time = 1_000_000;
   });
 
-  it('allows 4 failures, refuses after the 5th with a positive retryAfter', () => {
-    const limiter = new LoginLimiter(5, 60_000, clock);
+  it('allows 4 failures, refuses after the 5th with a positive retryAfter', async () => {
+    const limiter = new MemoryLoginLimiter(5, 60_000, clock);
     for (let i = 0; i < 4; i++) {
-      expect(limiter.retryAfter('alice', '10.0.0.1')).to.equal(0);
-      limiter.recordFailure('alice', '10.0.0.1');
+      expect(await limiter.retryAfter('alice', '10.0.0.1')).to.equal(0);
+      await limiter.recordFailure('alice', '10.0.0.1');
       time += 1000;
     }
-    expect(limiter.retryAfter('alice', '10.0.0.1')).to.equal(0);
-    limiter.recordFailure('alice', '10.0.0.1');
-    const wait = limiter.retryAfter('alice', '10.0.0.1');
+    expect(await limiter.retryAfter('alice', '10.0.0.1')).to.equal(0);
+    await limiter.recordFailure('alice', '10.0.0.1');
+    const wait = await limiter.retryAfter('alice', '10.0.0.1');
     expect(wait).to.be.greaterThan(0);
     expect(wait).to.be.at.most(60_000);
     // The first failure was 4 s before the last: it leaves the window 56 s from now.
     expect(wait).to.equal(56_000);
   });
 
-  it('counts per user and address', () => {
-    const limiter = new LoginLimiter(5, 60_000, clock);
-    for (let i = 0; i < 5; i++) limiter.recordFailure('alice', '10.0.0.1');
-    expect(limiter.retryAfter('alice', '10.0.0.1')).to.be.greaterThan(0);
-    expect(limiter.retryAfter('alice', '10.0.0.2')).to.equal(0);
-    expect(limiter.retryAfter('bob', '10.0.0.1')).to.equal(0);
+  it('counts per user and address', async () => {
+    const limiter = new MemoryLoginLimiter(5, 60_000, clock);
+    for (let i = 0; i < 5; i++) await limiter.recordFailure('alice', '10.0.0.1');
+    expect(await limiter.retryAfter('alice', '10.0.0.1')).to.be.greaterThan(0);
+    expect(await limiter.retryAfter('alice', '10.0.0.2')).to.equal(0);
+    expect(await limiter.retryAfter('bob', '10.0.0.1')).to.equal(0);
   });
 
-  it('does not mix up users and addresses that concatenate alike', () => {
-    const limiter = new LoginLimiter(5, 60_000, clock);
-    for (let i = 0; i < 5; i++) limiter.recordFailure('ab', 'c');
-    expect(limiter.retryAfter('a', 'bc')).to.equal(0);
+  it('does not mix up users and addresses that concatenate alike', async () => {
+    const limiter = new MemoryLoginLimiter(5, 60_000, clock);
+    for (let i = 0; i < 5; i++) await limiter.recordFailure('ab', 'c');
+    expect(await limiter.retryAfter('a', 'bc')).to.equal(0);
   });
 
-  it('a success resets the count', () => {
-    const limiter = new LoginLimiter(5, 60_000, clock);
-    for (let i = 0; i < 4; i++) limiter.recordFailure('alice', '10.0.0.1');
-    limiter.recordSuccess('alice', '10.0.0.1');
-    for (let i = 0; i < 4; i++) limiter.recordFailure('alice', '10.0.0.1');
-    expect(limiter.retryAfter('alice', '10.0.0.1')).to.equal(0);
-    limiter.recordFailure('alice', '10.0.0.1');
-    expect(limiter.retryAfter('alice', '10.0.0.1')).to.be.greaterThan(0);
+  it('a success resets the count', async () => {
+    const limiter = new MemoryLoginLimiter(5, 60_000, clock);
+    for (let i = 0; i < 4; i++) await limiter.recordFailure('alice', '10.0.0.1');
+    await limiter.recordSuccess('alice', '10.0.0.1');
+    for (let i = 0; i < 4; i++) await limiter.recordFailure('alice', '10.0.0.1');
+    expect(await limiter.retryAfter('alice', '10.0.0.1')).to.equal(0);
+    await limiter.recordFailure('alice', '10.0.0.1');
+    expect(await limiter.retryAfter('alice', '10.0.0.1')).to.be.greaterThan(0);
   });
 
-  it('forgets failures once the window has passed', () => {
-    const limiter = new LoginLimiter(5, 60_000, clock);
-    for (let i = 0; i < 5; i++) limiter.recordFailure('alice', '10.0.0.1');
-    expect(limiter.retryAfter('alice', '10.0.0.1')).to.equal(60_000);
+  it('forgets failures once the window has passed', async () => {
+    const limiter = new MemoryLoginLimiter(5, 60_000, clock);
+    for (let i = 0; i < 5; i++) await limiter.recordFailure('alice', '10.0.0.1');
+    expect(await limiter.retryAfter('alice', '10.0.0.1')).to.equal(60_000);
     time += 30_000;
-    expect(limiter.retryAfter('alice', '10.0.0.1')).to.equal(30_000);
+    expect(await limiter.retryAfter('alice', '10.0.0.1')).to.equal(30_000);
     time += 29_999;
-    expect(limiter.retryAfter('alice', '10.0.0.1')).to.equal(1);
+    expect(await limiter.retryAfter('alice', '10.0.0.1')).to.equal(1);
     time += 1;
-    expect(limiter.retryAfter('alice', '10.0.0.1')).to.equal(0);
+    expect(await limiter.retryAfter('alice', '10.0.0.1')).to.equal(0);
   });
 
-  it('slides: old failures leave the window one by one', () => {
-    const limiter = new LoginLimiter(5, 60_000, clock);
+  it('slides: old failures leave the window one by one', async () => {
+    const limiter = new MemoryLoginLimiter(5, 60_000, clock);
     for (let i = 0; i < 5; i++) {
-      limiter.recordFailure('alice', '10.0.0.1');
+      await limiter.recordFailure('alice', '10.0.0.1');
       time += 10_000;
     }
     // Failures at 0, 10, 20, 30, 40 s; now 50 s: the first leaves at 60 s.
-    expect(limiter.retryAfter('alice', '10.0.0.1')).to.equal(10_000);
+    expect(await limiter.retryAfter('alice', '10.0.0.1')).to.equal(10_000);
     time += 10_000;
-    expect(limiter.retryAfter('alice', '10.0.0.1')).to.equal(0);
-    limiter.recordFailure('alice', '10.0.0.1');
+    expect(await limiter.retryAfter('alice', '10.0.0.1')).to.equal(0);
+    await limiter.recordFailure('alice', '10.0.0.1');
     // Failures at 10, 20, 30, 40, 60 s; now 60 s: the one at 10 s leaves at 70 s.
-    expect(limiter.retryAfter('alice', '10.0.0.1')).to.equal(10_000);
+    expect(await limiter.retryAfter('alice', '10.0.0.1')).to.equal(10_000);
   });
 
-  it('has the documented defaults: 5 a minute', () => {
-    const limiter = new LoginLimiter(undefined, undefined, clock);
-    for (let i = 0; i < 5; i++) limiter.recordFailure('alice', '::1');
-    expect(limiter.retryAfter('alice', '::1')).to.equal(60_000);
+  it('has the documented defaults: 5 a minute', async () => {
+    const limiter = new MemoryLoginLimiter(undefined, undefined, clock);
+    for (let i = 0; i < 5; i++) await limiter.recordFailure('alice', '::1');
+    expect(await limiter.retryAfter('alice', '::1')).to.equal(60_000);
   });
 });
 
