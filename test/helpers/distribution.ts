@@ -57,13 +57,14 @@ export async function startDistribution(config: Config = {}): Promise<RunningDis
   const daemon = await startDaemon(DOCKER_REGISTRY, ['serve', configFile], { logFile: join(dir, 'registry.log'), env });
   const url = `http://${hostPort}`;
   try {
-    // With auth.token configured, /v2/ answers a Bearer challenge instead of 200 once it is up.
-    const tokenAuth = (full as { auth?: { token?: unknown } }).auth?.token !== undefined;
+    // With auth.token (or auth.htpasswd) configured, /v2/ answers a Bearer (or Basic) challenge instead of 200 once it is up.
+    const auth = (full as { auth?: { token?: unknown; htpasswd?: unknown } }).auth;
+    const challenge = auth?.token !== undefined ? 'Bearer ' : auth?.htpasswd !== undefined ? 'Basic ' : undefined;
     await waitUntil(`docker-registry on ${hostPort}`, async () => {
       const res = await fetch(`${url}/v2/`);
       await res.arrayBuffer();
-      return tokenAuth
-        ? res.status === 401 && (res.headers.get('www-authenticate') ?? '').startsWith('Bearer ')
+      return challenge
+        ? res.status === 401 && (res.headers.get('www-authenticate') ?? '').startsWith(challenge)
         : res.status === 200;
     }, { daemon });
   } catch (error) {

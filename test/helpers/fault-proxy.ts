@@ -24,10 +24,12 @@ export interface RequestMatcher {
 }
 
 export interface FailOptions {
-  /** Default 503. */
-  status?: 500 | 503;
-  /** The S3 error code in the XML body; default SlowDown for 503 and InternalError for 500. */
+  /** Default 503; 429 as a rate-limited registry answers (with `headers` such as Retry-After). */
+  status?: 429 | 500 | 503;
+  /** The S3 error code in the XML body; default SlowDown for 503 and 429 and InternalError for 500. */
   code?: 'SlowDown' | 'InternalError';
+  /** Extra response headers, e.g. { 'Retry-After': '1' }. */
+  headers?: Record<string, string>;
   match?: RequestMatcher;
 }
 
@@ -81,7 +83,7 @@ export interface FaultProxy {
 }
 
 type Rule =
-  | { kind: 'fail'; remaining: number; status: 500 | 503; code: string; match?: RequestMatcher }
+  | { kind: 'fail'; remaining: number; status: 429 | 500 | 503; code: string; headers?: Record<string, string>; match?: RequestMatcher }
   | { kind: 'drop'; remaining: number; at: 'request' | 'response' | 'response-body'; afterBytes?: number; match?: RequestMatcher }
   | { kind: 'delay'; remaining: number; ms: number; at: 'request' | 'response'; match?: RequestMatcher };
 
@@ -189,6 +191,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         'Content-Type': 'application/xml',
         'Content-Length': Buffer.byteLength(xml),
         'x-amz-request-id': id,
+        ...fault.headers,
       };
       if (!continued) {
         // Answer at once, as S3 does, without the body the client has not sent: the connection
@@ -299,7 +302,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     requests,
     failNext(n, options = {}) {
       const status = options.status ?? 503;
-      rules.push({ kind: 'fail', remaining: n, status, code: options.code ?? (status === 503 ? 'SlowDown' : 'InternalError'), match: options.match });
+      rules.push({ kind: 'fail', remaining: n, status, code: options.code ?? (status === 500 ? 'InternalError' : 'SlowDown'), headers: options.headers, match: options.match });
     },
     dropNext(n, options = {}) {
       rules.push({ kind: 'drop', remaining: n, at: options.at ?? 'request', afterBytes: options.afterBytes, match: options.match });
