@@ -16,6 +16,15 @@ import { schedulePurging } from './registry/upload-purger.js';
 import { AuthService } from './auth/auth-service.js';
 import { tokenRoutes } from './auth/token-routes.js';
 import { authorization } from './http/authorization.js';
+import { connectRedis } from './state/redis.js';
+import { RedisLocks, StorageLocks, type Locks } from './state/locks.js';
+import { sharedRegistryState } from './state/shared-registry-state.js';
+import { AdminService } from './admin/admin-service.js';
+import { PullThroughRules } from './mirror/pullthrough-rules.js';
+import { PullThrough } from './mirror/pullthrough.js';
+import { namespaceRewrite, pullThrough } from './distribution/pullthrough-middleware.js';
+import { clientAddress, TrustedProxies } from './http/client-address.js';
+import { rateLimits } from './http/rate-limit.js';
 
 export interface App {
   koa: Koa;
@@ -24,11 +33,23 @@ export interface App {
   driver: StorageDriver;
   /** Starts background work (readiness checks, upload purging); returns its stopper. */
   startBackground(): () => void;
+  /** Releases connections (Redis) once requests have drained. */
+  close(): Promise<void>;
 }
 
 export async function createApp(config: Config, logger: Logger): Promise<App> {
   const driver = await createStorageDriver(config);
-  const registry = new Registry(driver, { deleteEnabled: config.storage.delete.enabled });
+  const shared = config.redis ? connectRedis(config.redis, logger) : undefined;
+  const locks: Locks = shared ? new RedisLocks(shared) : new StorageLocks(driver);
+  const purging = config.storage.maintenance.uploadpurging;
+  const registry = new Registry(driver, {
+    deleteEnabled: config.storage.delete.enabled,
+    shared: shared && sharedRegistryState(shared, driver, {
+      // A session idle for longer than the purge age is gone anyway; keep Redis from holding it longer.
+      uploadTtlMs: durationMs(purging.age),
+      descriptorCache: config.storage.cache?.blobdescriptor !== 'inmemory',
+    }),
+  });
   const readiness = new Readiness(
     driver,
     {
@@ -54,27 +75,51 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     await next();
   });
 
-  const auth = await AuthService.create(config, driver);
+  // The client behind trusted proxies (ratelimit.trustedproxies): the key of rate and failed-login limits.
+  koa.use(clientAddress(new TrustedProxies(config.ratelimit.trustedproxies)));
+  // Two limits at two places: per client before authentication, so a flood of bad credentials or tokens
+  // cannot buy bcrypt and signature work; per user after authorization, the first point the user is known.
+  // Health routes are above both and never limited.
+  const limits = rateLimits(config.ratelimit, shared, logger);
+  if (limits) koa.use(limits.perClient);
+
+  const admin = new AdminService(config, { driver, registry, locks, shared, logger });
+  const pullThroughRules = PullThroughRules.fromConfig(config, admin.pool.upstreams);
+  if (pullThroughRules.enabled) koa.use(namespaceRewrite(pullThroughRules));
+
+  const auth = await AuthService.create(config, driver, shared, logger);
   if (auth) {
     const tokens = new Router();
     tokenRoutes(tokens, auth);
     koa.use(tokens.routes());
     koa.use(authorization(auth));
+    if (limits) koa.use(limits.perUser);
   } else {
     // Without auth, /admin answers only this machine.
     koa.use(async (ctx, next) => (ctx.path === '/admin' || ctx.path.startsWith('/admin/') ? loopbackOnly(ctx, next) : next()));
   }
 
+  koa.use(admin.router.routes());
+  koa.use(admin.router.allowedMethods({ throw: true }));
+
+  if (pullThroughRules.enabled) {
+    koa.use(pullThrough(new PullThrough(pullThroughRules, admin.pool, registry, locks, logger.child({ component: 'pull-through' }))));
+  }
   const v2 = distributionRouter(registry, { publicUrl: config.http.host });
   koa.use(v2.routes());
   koa.use(v2.allowedMethods({ throw: true }));
 
+  let stopSync: (() => void) | undefined;
   const startBackground = () => {
     readiness.start();
-    const purging = config.storage.maintenance.uploadpurging;
+    admin.start().then(
+      (stop) => (stopSync = stop),
+      (error: unknown) => logger.error({ err: error }, 'job queue failed to start'),
+    );
     const stopPurging = purging.enabled
       ? schedulePurging(
           driver,
+          locks,
           { ageMs: durationMs(purging.age), intervalMs: durationMs(purging.interval), dryRun: purging.dryrun },
           logger,
         )
@@ -82,9 +127,14 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     return () => {
       readiness.stop();
       stopPurging();
+      stopSync?.();
     };
   };
-  return { koa, registry, readiness, driver, startBackground };
+  const close = async () => {
+    await admin.close();
+    await shared?.close();
+  };
+  return { koa, registry, readiness, driver, startBackground, close };
 }
 
 function staticHeaders(headers: Record<string, string | string[]>) {

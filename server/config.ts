@@ -57,8 +57,11 @@ const schema = z.strictObject({
         .optional(),
       redirect: z.strictObject({ disable: z.boolean().default(false) }).prefault({}),
       delete: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
-      /** Accepted for Distribution compatibility: manifests are always cached in memory by digest here. */
-      cache: z.strictObject({ blobdescriptor: z.enum(['inmemory']).optional() }).optional(),
+      /**
+       * Distribution's: `redis` (the default when redis.* is set) shares tag and blob descriptors between
+       * replicas; `inmemory` keeps only the per-process manifest cache.
+       */
+      cache: z.strictObject({ blobdescriptor: z.enum(['inmemory', 'redis']).optional() }).optional(),
       maintenance: z
         .strictObject({
           uploadpurging: z
@@ -169,6 +172,61 @@ const schema = z.strictObject({
       trustedproxies: z.array(z.string()).default([]),
     })
     .prefault({}),
+  /** Ours: copies of upstream registries (admin mirror jobs, sync rules, pull-through). */
+  mirror: z
+    .strictObject({
+      /** Named upstreams; `docker.io` (https://registry-1.docker.io) is built in and may be overridden. */
+      upstreams: z
+        .array(
+          z.strictObject({
+            name: z.string().regex(/^[a-z0-9]+([._-][a-z0-9]+)*$/, 'one name component such as docker.io or ghcr.io'),
+            url: z.url().optional(),
+            username: z.string().optional(),
+            password: z.string().optional(),
+            /** Blobs fetched at once from this upstream. */
+            concurrency: z.number().int().min(1).max(64).default(4),
+            /** Bytes per second over all transfers from this upstream; 0: unlimited. */
+            bandwidth: z.number().int().min(0).default(0),
+          }),
+        )
+        .default([]),
+      /** Periodic mirror jobs (zot's sync): each run mirrors the listed repositories' matching tags. */
+      sync: z
+        .array(
+          z.strictObject({
+            name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/),
+            upstream: z.string(),
+            repositories: z.array(z.string()).min(1),
+            tags: z.array(z.string()).optional(),
+            tagregex: z.string().optional(),
+            semver: z.string().optional(),
+            platforms: z.array(z.string()).optional(),
+            layouts: z.array(z.union([z.enum(['same-name', 'ddn-k8s']), z.strictObject({ prefix: z.string() })])).default(['same-name']),
+            interval: duration.default('6h'),
+          }),
+        )
+        .default([]),
+      /**
+       * Pull-through: pulls under `prefix` that miss here are fetched from `upstream` while streaming.
+       * prefix "" serves dockerd's registry-mirrors (library/nginx asked without a prefix).
+       */
+      pullthrough: z
+        .array(
+          z.strictObject({
+            upstream: z.string(),
+            prefix: z.string().default(''),
+            layout: z.enum(['same-name', 'ddn-k8s']).default('same-name'),
+            /** Tags are checked against upstream again after this long; digests never are. */
+            ttl: duration.default('10m'),
+          }),
+        )
+        .default([]),
+    })
+    .prefault({}),
+  /** Distribution's one-upstream pull-through cache: the same as one mirror.pullthrough entry with prefix "". */
+  proxy: z
+    .strictObject({ remoteurl: z.url(), username: z.string().optional(), password: z.string().optional(), ttl: duration.default('10m') })
+    .optional(),
   health: z
     .strictObject({
       storagedriver: z

@@ -18,6 +18,8 @@ export type OciErrorCode =
   | 'RANGE_INVALID'
   | 'UNAVAILABLE'
   | 'PAGINATION_NUMBER_INVALID'
+  /** Ours, for the admin API: a request body that does not say what to do. */
+  | 'INVALID_REQUEST'
   | 'INTERNAL';
 
 export class OciError extends Error {

@@ -12,6 +12,7 @@ import { assertDigest, digestOf, parseDigest, type ParsedDigest } from './digest
 import { assertValidTag, isValidTag } from './names.js';
 import { paths } from './paths.js';
 import type { Descriptor } from './descriptor.js';
+import { cacheKeys, DescriptorCache } from './descriptor-cache.js';
 
 export interface StoredManifest {
   digest: string;
@@ -27,6 +28,7 @@ export class ManifestStore {
     private readonly blobs: BlobStore,
     private readonly tags: TagStore,
     private readonly referrers: ReferrerStore,
+    private readonly descriptors = new DescriptorCache(),
   ) {}
 
   async get(name: string, reference: string): Promise<StoredManifest> {
@@ -36,7 +38,17 @@ export class ManifestStore {
     return this.load(digest, reference);
   }
 
-  async put(name: string, reference: string, bytes: Buffer, contentType: string | undefined): Promise<ParsedManifest> {
+  /**
+   * Stores a manifest. `referencesArrive: 'later'` is for pull-through caches, where the upstream's blobs and
+   * child manifests are fetched when first asked for rather than before their manifest.
+   */
+  async put(
+    name: string,
+    reference: string,
+    bytes: Buffer,
+    contentType: string | undefined,
+    options: { referencesArrive?: 'before' | 'later' } = {},
+  ): Promise<ParsedManifest> {
     const { digest: expected, tag } = parseReference(reference);
     const manifest = parseManifest(bytes, contentType);
     if (expected && expected.digest !== manifest.digest) {
@@ -45,11 +57,13 @@ export class ManifestStore {
         throw digestInvalid('manifest digest does not match the reference', { reference, digest: manifest.digest });
       }
     }
-    await this.assertReferencesExist(name, manifest);
+    if (options.referencesArrive !== 'later') await this.assertReferencesExist(name, manifest);
 
     const digest = expected ?? parseDigest(manifest.digest)!;
     await this.blobs.putVerified(digest, bytes);
-    await this.driver.putContent(paths.revisionLink(name, digest), digest.digest);
+    await this.descriptors.write(cacheKeys.revision(name, digest.digest), '1', () =>
+      this.driver.putContent(paths.revisionLink(name, digest), digest.digest),
+    );
     if (manifest.subject) {
       await this.referrers.add(name, parseDigest(manifest.subject.digest)!, this.referrerDescriptor(manifest, digest));
     }
@@ -71,17 +85,20 @@ export class ManifestStore {
     for (const tag of await this.tags.pointingAt(name, digest.digest)) await this.tags.delete(name, tag).catch(() => undefined);
     const subject = this.subjectOf(stored.bytes);
     if (subject) await this.referrers.remove(name, subject, digest);
-    await this.driver.delete(paths.revision(name, digest));
+    await this.descriptors.delete([cacheKeys.revision(name, digest.digest)], () => this.driver.delete(paths.revision(name, digest)));
   }
 
   private async hasRevision(name: string, digest: ParsedDigest): Promise<boolean> {
-    try {
-      await this.driver.stat(paths.revisionLink(name, digest));
-      return true;
-    } catch (error) {
-      if (isNotFound(error)) return false;
-      throw error;
-    }
+    const present = await this.descriptors.read(cacheKeys.revision(name, digest.digest), async () => {
+      try {
+        await this.driver.stat(paths.revisionLink(name, digest));
+        return '1';
+      } catch (error) {
+        if (isNotFound(error)) return undefined;
+        throw error;
+      }
+    });
+    return present !== undefined;
   }
 
   private async load(digest: ParsedDigest, reference: string): Promise<StoredManifest> {

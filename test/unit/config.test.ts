@@ -76,6 +76,7 @@ describe('config', () => {
         access: [],
         admins: [],
       },
+      mirror: { upstreams: [], sync: [], pullthrough: [] },
       ratelimit: { enabled: false, perclient: { rate: 50, burst: 200 }, peruser: { rate: 100, burst: 400 }, trustedproxies: [] },
       health: { storagedriver: { enabled: true, interval: '10s', threshold: 3 } },
     } satisfies Config);

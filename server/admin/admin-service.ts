@@ -1,0 +1,63 @@
+// The admin side of one process: the job queue (BullMQ on Redis, or in-process with state in storage),
+// the mirror job and its upstreams, sync rules, and the /admin/v1 routes over them.
+import Router from '@koa/router';
+import type { Logger } from 'pino';
+import type { StorageDriver } from '../../storage-drivers/driver.js';
+import type { Config } from '../config.js';
+import { BullJobQueue } from '../jobs/bullmq-queue.js';
+import { LocalJobQueue } from '../jobs/local-queue.js';
+import type { JobQueue } from '../jobs/queue.js';
+import { mirrorHandler } from '../mirror/mirror-job.js';
+import { SyncRules } from '../mirror/sync-rules.js';
+import { UpstreamPool } from '../mirror/upstream-pool.js';
+import { resolveUpstreams } from '../mirror/upstreams.js';
+import { LeaseStore } from '../registry/leases.js';
+import type { Registry } from '../registry/registry.js';
+import type { Locks } from '../state/locks.js';
+import type { SharedState } from '../state/redis.js';
+import { jobRoutes } from './jobs-routes.js';
+import { mirrorRoutes } from './mirror-routes.js';
+
+export interface AdminDeps {
+  driver: StorageDriver;
+  registry: Registry;
+  locks: Locks;
+  shared?: SharedState;
+  logger: Logger;
+}
+
+export class AdminService {
+  readonly queue: JobQueue;
+  readonly pool: UpstreamPool;
+  readonly leases: LeaseStore;
+  readonly sync: SyncRules;
+  readonly router = new Router();
+
+  constructor(config: Config, deps: AdminDeps) {
+    const logger = deps.logger.child({ component: 'jobs' });
+    this.queue = deps.shared ? new BullJobQueue(deps.shared, { logger }) : new LocalJobQueue(deps.driver, { logger });
+    const limits = new Map(config.mirror.upstreams.map((u) => [u.name, { concurrency: u.concurrency, bandwidth: u.bandwidth }]));
+    this.pool = new UpstreamPool(
+      resolveUpstreams(config.mirror.upstreams),
+      (name) => limits.get(name) ?? { concurrency: 4, bandwidth: 0 },
+      deps.logger.child({ component: 'mirror' }),
+    );
+    this.leases = new LeaseStore(deps.driver);
+    this.queue.register('mirror', mirrorHandler({ registry: deps.registry, pool: this.pool, leases: this.leases }), { concurrency: 2 });
+    this.sync = new SyncRules(config.mirror.sync, this.queue, deps.locks, deps.driver, logger);
+    const options = { publicUrl: config.http.host };
+    jobRoutes(this.router, this.queue, options);
+    mirrorRoutes(this.router, this.queue, this.pool.upstreams, this.sync);
+  }
+
+  /** Runs jobs in this process and schedules sync rules; returns the stopper of the schedule. */
+  async start(): Promise<() => void> {
+    await this.queue.start();
+    return this.sync.schedule();
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+    this.pool.close();
+  }
+}

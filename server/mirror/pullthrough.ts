@@ -1,0 +1,241 @@
+// Pull-through caching: a pull of content missing here fetches it from the upstream of its repository's
+// rule, stores it, and serves it. Tags are revalidated against upstream after the rule's TTL (a HEAD);
+// content addressed by digest never is. When the upstream fails or rate-limits, a stored copy is served.
+// A blob is fetched once however many clients ask: in a process through one shared promise, across
+// processes and replicas through a lock, whose holder streams to its client while storing and whose
+// waiters serve the stored copy.
+import { PassThrough, type Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import { isDigest, parseDigest, type ParsedDigest } from '../registry/digest.js';
+import { OciError } from '../registry/errors.js';
+import { parseManifest } from '../registry/manifest.js';
+import { isIndexMediaType } from '../registry/media-types.js';
+import type { Registry } from '../registry/registry.js';
+import type { Locks } from '../state/locks.js';
+import { formatPlatform, isUnknownPlatform } from './platforms.js';
+import { upstreamTagOf, type PullThroughRules, type PullThroughTarget } from './pullthrough-rules.js';
+import type { UpstreamPool } from './upstream-pool.js';
+import { isNotFound as isUpstreamNotFound } from './upstream-error.js';
+
+const WAIT_FOR_OTHER_FETCH_MS = 10 * 60_000;
+
+export interface BlobResponse {
+  size: number;
+  digest: string;
+  /** The bytes as they arrive from upstream (they are stored at the same time). */
+  body: PassThrough;
+}
+
+export class PullThrough {
+  /** Tags checked against upstream, by `<name>:<tag>`: when, and the upstream digest seen. */
+  private readonly checked = new Map<string, { at: number; upstreamDigest: string }>();
+  private readonly inflight = new Map<string, Promise<void>>();
+
+  constructor(
+    readonly rules: PullThroughRules,
+    private readonly pool: UpstreamPool,
+    private readonly registry: Registry,
+    private readonly locks: Locks,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Makes sure the manifest is stored here if upstream has it; afterwards the normal route serves it. */
+  async ensureManifest(name: string, reference: string): Promise<void> {
+    const target = this.rules.match(name);
+    if (!target) return;
+    if (isDigest(reference)) {
+      const digest = parseDigest(reference);
+      if (!digest || (await this.hasManifest(name, reference))) return;
+      return this.once(`manifest ${name}@${reference}`, () => this.fetchManifestByDigest(target, name, digest.digest));
+    }
+    const key = `${name}:${reference}`;
+    const seen = this.checked.get(key);
+    if (seen && seen.at + target.rule.ttlMs > Date.now() && (await this.hasManifest(name, reference))) return;
+    return this.once(`tag ${key}`, () => this.refreshTag(target, name, reference));
+  }
+
+  /**
+   * For a blob not stored here: undefined when the caller should serve it from storage (it was there
+   * after all, or another request just stored it), else the upstream bytes to answer with.
+   */
+  async fetchBlob(name: string, digest: ParsedDigest, method: 'GET' | 'HEAD'): Promise<BlobResponse | { size: number; digest: string; body?: undefined } | undefined> {
+    const target = this.rules.match(name);
+    if (!target) return undefined;
+    if (await this.linkIfStored(name, digest)) return undefined;
+    const { client } = this.pool.get(target.rule.upstream);
+    if (method === 'HEAD') {
+      const head = await this.upstreamCall(() => client.headBlob(target.upstreamRepository, digest.digest));
+      if (head?.size === undefined) return undefined;
+      return { size: head.size, digest: digest.digest };
+    }
+    const running = this.inflight.get(`blob ${digest.digest}`);
+    if (running) {
+      await running.catch(() => undefined);
+      return (await this.linkIfStored(name, digest)) ? undefined : this.fetchBlob(name, digest, method);
+    }
+    const lock = await this.locks.tryLock(`pullthrough/${digest.hex}`);
+    if (!lock) {
+      await this.waitForStored(digest);
+      await this.linkIfStored(name, digest);
+      return undefined;
+    }
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    this.inflight.set(`blob ${digest.digest}`, finished);
+    const release = () => {
+      this.inflight.delete(`blob ${digest.digest}`);
+      done();
+      void lock.release().catch(() => undefined);
+    };
+    try {
+      const blob = await this.upstreamCall(() => client.fetchBlob(target.upstreamRepository, digest.digest));
+      if (!blob) {
+        release();
+        return undefined; // upstream does not have it either: the normal route answers BLOB_UNKNOWN
+      }
+      const body = new PassThrough();
+      void this.store(name, digest, blob.stream, blob.size, body).finally(release);
+      return { size: blob.size, digest: digest.digest, body };
+    } catch (error) {
+      release();
+      throw error;
+    }
+  }
+
+  private async store(name: string, digest: ParsedDigest, source: AsyncIterable<Buffer> & { destroy(): void }, size: number, client: PassThrough): Promise<void> {
+    const session = await this.registry.uploads.create(name);
+    try {
+      await this.registry.uploads.complete(name, session.id, digest, { body: teeToClient(source, client), length: size });
+      client.end();
+    } catch (error) {
+      source.destroy();
+      client.destroy(error as Error); // the client sees a cut response, never wrong bytes presented as whole
+      await this.registry.uploads.cancel(name, session.id).catch(() => undefined);
+      this.logger.warn({ repository: name, digest: digest.digest, err: (error as Error).message }, 'pull-through blob fetch failed');
+    }
+  }
+
+  private async refreshTag(target: PullThroughTarget, name: string, tag: string): Promise<void> {
+    const { client } = this.pool.get(target.rule.upstream);
+    const wanted = upstreamTagOf(target.rule, tag);
+    const stored = await this.hasManifest(name, tag);
+    let head = await this.upstreamCall(() => client.headManifest(target.upstreamRepository, wanted.tag), stored);
+    if (head === undefined && wanted.platform && wanted.tag !== tag) {
+      // ddn-k8s: an upstream tag that itself ends like a platform suffix (see resolveDdnTag).
+      head = await this.upstreamCall(() => client.headManifest(target.upstreamRepository, tag), stored);
+      if (head) return this.storeTag(target, name, tag, { tag }, head.digest);
+    }
+    if (head === undefined) return; // not upstream: the route answers MANIFEST_UNKNOWN, or serves what is stored
+    if (head === null) return; // upstream unavailable: serve what is stored
+    await this.storeTag(target, name, tag, wanted, head.digest);
+  }
+
+  private async storeTag(target: PullThroughTarget, name: string, tag: string, wanted: { tag: string; platform?: string }, upstreamDigest: string | undefined): Promise<void> {
+    const key = `${name}:${tag}`;
+    const seen = this.checked.get(key);
+    if (upstreamDigest && seen?.upstreamDigest === upstreamDigest && (await this.hasManifest(name, tag))) {
+      this.checked.set(key, { at: Date.now(), upstreamDigest });
+      return;
+    }
+    const { client } = this.pool.get(target.rule.upstream);
+    const top = await this.upstreamCall(() => client.getManifest(target.upstreamRepository, upstreamDigest ?? wanted.tag));
+    if (!top) return;
+    let chosen = top;
+    if (target.rule.layout === 'ddn-k8s' && isIndexMediaType(top.mediaType) && wanted.platform) {
+      const entry = parseManifest(top.bytes, top.mediaType).manifests.find(
+        (m) => m.platform && !isUnknownPlatform(m.platform) && formatPlatform(m.platform) === wanted.platform,
+      );
+      if (!entry) return; // no such platform upstream: MANIFEST_UNKNOWN
+      const child = await this.upstreamCall(() => client.getManifest(target.upstreamRepository, entry.digest));
+      if (!child) return;
+      chosen = child;
+    }
+    await this.registry.manifests.put(name, tag, chosen.bytes, chosen.mediaType, { referencesArrive: 'later' });
+    this.checked.set(key, { at: Date.now(), upstreamDigest: top.digest });
+    if (this.checked.size > 100_000) this.checked.delete(this.checked.keys().next().value!);
+  }
+
+  private async fetchManifestByDigest(target: PullThroughTarget, name: string, digest: string): Promise<void> {
+    const { client } = this.pool.get(target.rule.upstream);
+    const manifest = await this.upstreamCall(() => client.getManifest(target.upstreamRepository, digest));
+    if (manifest) await this.registry.manifests.put(name, digest, manifest.bytes, manifest.mediaType, { referencesArrive: 'later' });
+  }
+
+  /**
+   * Runs an upstream call. Not found upstream: undefined. Upstream failing: null when a stored copy can be
+   * served instead (`fallback`), else 503 for the client to retry.
+   */
+  private async upstreamCall<T>(call: () => Promise<T>, fallback = false): Promise<T | undefined | null> {
+    try {
+      return await call();
+    } catch (error) {
+      if (isUpstreamNotFound(error)) return undefined;
+      this.logger.warn({ err: (error as Error).message }, fallback ? 'upstream failed; serving the stored copy' : 'upstream failed');
+      if (fallback) return null;
+      throw new OciError(503, 'UNAVAILABLE', 'the upstream registry is unavailable; try again', { reason: (error as Error).message.slice(0, 300) }, { 'Retry-After': '10' });
+    }
+  }
+
+  private async hasManifest(name: string, reference: string): Promise<boolean> {
+    try {
+      await this.registry.manifests.get(name, reference);
+      return true;
+    } catch (error) {
+      if (error instanceof OciError && error.status === 404) return false;
+      throw error;
+    }
+  }
+
+  private async linkIfStored(name: string, digest: ParsedDigest): Promise<boolean> {
+    if (await this.registry.blobs.isLinked(name, digest)) return (await this.registry.blobs.statGlobal(digest)) !== undefined;
+    if ((await this.registry.blobs.statGlobal(digest)) === undefined) return false;
+    await this.registry.blobs.link(name, digest);
+    return true;
+  }
+
+  private async waitForStored(digest: ParsedDigest): Promise<void> {
+    const deadline = Date.now() + WAIT_FOR_OTHER_FETCH_MS;
+    for (let delay = 50; Date.now() < deadline; delay = Math.min(delay * 2, 1_000)) {
+      if ((await this.registry.blobs.statGlobal(digest)) !== undefined) return;
+      // The other fetch may have failed and released its lock: then this request fetches itself.
+      const lock = await this.locks.tryLock(`pullthrough/${digest.hex}`);
+      if (lock) {
+        await lock.release();
+        if ((await this.registry.blobs.statGlobal(digest)) === undefined) throw new OciError(503, 'UNAVAILABLE', 'fetching this blob from upstream failed; try again', { digest: digest.digest }, { 'Retry-After': '1' });
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+    throw new OciError(503, 'UNAVAILABLE', 'still fetching this blob from upstream; try again', { digest: digest.digest }, { 'Retry-After': '5' });
+  }
+
+  /** One run of `task` per key in this process; concurrent callers share it. */
+  private once(key: string, task: () => Promise<void>): Promise<void> {
+    const running = this.inflight.get(key);
+    if (running) return running;
+    const promise = task().finally(() => this.inflight.delete(key));
+    this.inflight.set(key, promise);
+    return promise;
+  }
+}
+
+/** Yields the upstream bytes to storage while writing them to the client; a client that left is let go. */
+async function* teeToClient(source: AsyncIterable<Buffer>, client: Writable): AsyncGenerator<Buffer> {
+  let clientGone = false;
+  client.once('close', () => (clientGone = true));
+  client.once('error', () => (clientGone = true));
+  for await (const chunk of source) {
+    if (!clientGone && !client.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        const settle = () => {
+          client.off('drain', settle);
+          client.off('close', settle);
+          resolve();
+        };
+        client.once('drain', settle);
+        client.once('close', settle);
+      });
+    }
+    yield chunk;
+  }
+}
