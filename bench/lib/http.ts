@@ -38,11 +38,13 @@ export class Client {
   constructor(
     readonly baseUrl: string,
     maxSockets = 64,
+    /** false: a new connection per request (through a round-robin proxy, each request to the next replica). */
+    keepAlive = true,
   ) {
     const url = new URL(baseUrl);
     this.host = url.hostname;
     this.port = Number(url.port);
-    this.agent = new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets, scheduling: 'lifo' });
+    this.agent = new http.Agent({ keepAlive, maxSockets, maxFreeSockets: maxSockets, scheduling: 'lifo' });
   }
 
   request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {

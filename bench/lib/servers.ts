@@ -25,6 +25,8 @@ export interface OursOptions {
   distMain?: string;
   /** Appended to the label (e.g. "S3, redirect disabled"). */
   labelSuffix?: string;
+  /** More top-level config sections (e.g. `redis`). */
+  extraConfig?: Record<string, unknown>;
 }
 
 function cleanEnv(dropAws = false): NodeJS.ProcessEnv {
@@ -135,6 +137,7 @@ export class ServerHandle {
       log: { level: options.logLevel },
       http: { addr: hostPort, workers: options.workers },
       storage: options.storage ?? { filesystem: { rootdirectory: join(dir, 'data') }, delete: { enabled: true }, cache: { blobdescriptor: 'inmemory' } },
+      ...options.extraConfig,
     };
     const configFile = join(dir, 'config.yml');
     await writeFile(configFile, JSON.stringify(config, null, 2)); // JSON is YAML
