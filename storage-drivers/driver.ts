@@ -94,6 +94,17 @@ export function isNotFound(error: unknown): error is PathNotFoundError {
   return error instanceof PathNotFoundError;
 }
 
+/** True when `path` exists (file or directory); other failures propagate. */
+export async function exists(driver: StorageDriver, path: string): Promise<boolean> {
+  try {
+    await driver.stat(path);
+    return true;
+  } catch (error) {
+    if (isNotFound(error)) return false;
+    throw error;
+  }
+}
+
 /** Rejects anything that could escape the driver's root: the domain builds paths, but a bug must not become traversal. */
 export function assertSafePath(path: string): string {
   if (!path.startsWith('/') || path.includes('\0') || path.split('/').some((part) => part === '..' || part === '.')) {

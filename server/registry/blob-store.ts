@@ -1,6 +1,6 @@
 // Blobs: stored once, content-addressed, and visible in a repository only through its link.
 import type { Readable, Writable } from 'node:stream';
-import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
+import { exists, isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
 import { blobUnknown } from './errors.js';
 import type { ParsedDigest } from './digest.js';
 import { paths } from './paths.js';
@@ -68,15 +68,9 @@ export class BlobStore {
   }
 
   async isLinked(name: string, digest: ParsedDigest): Promise<boolean> {
-    const linked = await this.cache.read(cacheKeys.link(name, digest.digest), async () => {
-      try {
-        await this.driver.stat(paths.layerLink(name, digest));
-        return '1';
-      } catch (error) {
-        if (isNotFound(error)) return undefined;
-        throw error;
-      }
-    });
+    const linked = await this.cache.read(cacheKeys.link(name, digest.digest), async () =>
+      (await exists(this.driver, paths.layerLink(name, digest))) ? '1' : undefined,
+    );
     return linked !== undefined;
   }
 

@@ -1,7 +1,7 @@
 // Manifests: bytes stored exactly as received (as content-addressed blobs), a revision link per repository,
 // tags, and referrer entries. Writes go content first, tag last, so a reader never sees a tag whose
 // manifest is missing and a crash leaves at most unreferenced content for GC.
-import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
+import { exists, isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
 import type { BlobStore } from './blob-store.js';
 import { detectMediaType, parseManifest, type ParsedManifest } from './manifest.js';
 import { ManifestCache } from './manifest-cache.js';
@@ -89,15 +89,9 @@ export class ManifestStore {
   }
 
   private async hasRevision(name: string, digest: ParsedDigest): Promise<boolean> {
-    const present = await this.descriptors.read(cacheKeys.revision(name, digest.digest), async () => {
-      try {
-        await this.driver.stat(paths.revisionLink(name, digest));
-        return '1';
-      } catch (error) {
-        if (isNotFound(error)) return undefined;
-        throw error;
-      }
-    });
+    const present = await this.descriptors.read(cacheKeys.revision(name, digest.digest), async () =>
+      (await exists(this.driver, paths.revisionLink(name, digest))) ? '1' : undefined,
+    );
     return present !== undefined;
   }
 
