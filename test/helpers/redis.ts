@@ -1,5 +1,5 @@
 // A real Debian redis-server on a random loopback port, without persistence, stopped by PID.
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { freePort, startDaemon, tempDir, waitUntil, type Daemon } from './process.js';
@@ -61,4 +61,27 @@ function ping(port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+export interface RunningSentinel {
+  addr: string;
+  stop(): Promise<void>;
+}
+
+/** A Redis Sentinel (the same Debian binary in sentinel mode) watching `master` as `name`. */
+export async function startSentinel(master: RunningRedis, name = 'registry-master'): Promise<RunningSentinel> {
+  const dir = await tempDir('sentinel');
+  const port = await freePort();
+  const config = join(dir, 'sentinel.conf');
+  // Sentinel rewrites its config file, so it must be writable and its own.
+  await writeFile(config, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`, ''].join('\n'));
+  const daemon = await startDaemon('redis-server', [config, '--sentinel'], { logFile: join(dir, 'sentinel.log') });
+  await waitUntil(`sentinel on ${port}`, () => ping(port), { daemon, timeoutMs: 10_000 });
+  return {
+    addr: `127.0.0.1:${port}`,
+    async stop() {
+      await daemon.stop(5_000);
+      if (!process.env.TEST_KEEP_TMP) await rm(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -12,7 +12,7 @@ import { connectRedis, SharedStateUnavailableError, type SharedState } from '../
 import { RedisCacheBackend } from '../../server/state/redis-cache-backend.js';
 import { RedisUploadSessions } from '../../server/state/redis-upload-sessions.js';
 import { sharedRegistryState } from '../../server/state/shared-registry-state.js';
-import { startRedis, type RunningRedis } from '../helpers/redis.js';
+import { startRedis, startSentinel, type RunningRedis } from '../helpers/redis.js';
 import { waitUntil } from '../helpers/process.js';
 import { bodyOf, rejectsOci, rejectsWith, tempDir } from '../unit/support.js';
 
@@ -187,6 +187,27 @@ describe('shared state in Redis', function () {
       await waitUntil('redis reconnected', async () => state.isReady(), { timeoutMs: 10_000 });
       // Restarted empty: the cache misses and reads storage again.
       expect(await cache.read('w', async () => 'v3')).to.equal('v3');
+    });
+  });
+
+  describe('through Sentinel', () => {
+    it('finds the master from redis.sentinel and shares upload sessions through it', async () => {
+      const sentinel = await startSentinel(redis, 'registry-master');
+      const viaSentinel = connectRedis({ sentinel: { name: 'registry-master', addrs: [sentinel.addr] }, db: 0, dialtimeout: '2s', keyprefix: `s${++n}:` }, silent);
+      try {
+        await waitUntil('redis ready through sentinel', async () => viaSentinel.isReady(), { timeoutMs: 10_000 });
+        const driver = new FilesystemDriver({ rootdirectory: root.path });
+        const registry = (state: SharedState) => new Registry(driver, { deleteEnabled: true, shared: sharedRegistryState(state, driver, { uploadTtlMs: 60_000, descriptorCache: true }) });
+        const session = await registry(viaSentinel).uploads.create(NAME);
+        // The same server reached directly sees what went through Sentinel.
+        expect(await state.client.exists(`${viaSentinel.prefix}upload:${session.id}`)).to.equal(1);
+        await registry(viaSentinel).uploads.append(NAME, session.id, { body: bodyOf('via sentinel') });
+        const digest = parseDigest(digestOf('via sentinel'))!;
+        expect((await registry(viaSentinel).uploads.complete(NAME, session.id, digest)).size).to.equal(12);
+      } finally {
+        await viaSentinel.close();
+        await sentinel.stop();
+      }
     });
   });
 });
