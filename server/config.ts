@@ -287,7 +287,8 @@ export function loadConfig(
 }
 
 /** Environment variables that configure the process itself rather than a config key. */
-const NOT_CONFIG_KEYS = new Set(['REGISTRY_CONFIGURATION_PATH']);
+// REGISTRY_URL, _USERNAME and _PASSWORD are the admin CLI's (dify-registry mirror), never the server's.
+const NOT_CONFIG_KEYS = new Set(['REGISTRY_CONFIGURATION_PATH', 'REGISTRY_URL', 'REGISTRY_USERNAME', 'REGISTRY_PASSWORD']);
 
 /**
  * REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=/x sets storage.filesystem.rootdirectory, as in Distribution.

@@ -6,6 +6,12 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, workerCount, type Config } from './config.js';
 import { createLogger } from './logger.js';
 
+// Admin client commands parse their own options and never load the server's configuration.
+if (process.argv[2] === 'mirror') {
+  const { runMirrorCommand } = await import('./cli/mirror-command.js');
+  process.exit(await runMirrorCommand(process.argv.slice(3)));
+}
+
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
@@ -14,6 +20,8 @@ const { values, positionals } = parseArgs({
 const USAGE = `usage: dify-registry [serve] [--config FILE]
 
   serve      run the registry (default)
+  mirror     mirror upstream tags through a running registry's admin API
+             (dify-registry mirror --help; REGISTRY_URL, REGISTRY_USERNAME, REGISTRY_PASSWORD)
 
 Configuration: a YAML file (--config or REGISTRY_CONFIGURATION_PATH), overridden by
 REGISTRY_<SECTION>_<KEY> environment variables (e.g. REGISTRY_HTTP_ADDR=:5000).`;

@@ -187,6 +187,8 @@ class MirrorRun {
         writes: plan.writes.map((w) => ({ repository: w.repository, tag: w.tag, digest: w.digest, ...(w.platform ? { platform: w.platform } : {}) })),
       };
     } catch (error) {
+      for (const [key, item] of Object.entries(this.progress.items)) if (key.split(' ')[0] === tag && item.state !== 'done') item.state = signal.aborted ? 'cancelled' : 'failed';
+      this.report();
       if (signal.aborted) throw error;
       const message = describe(error);
       this.ctx.log(`${tag}: failed: ${message}`);
@@ -205,9 +207,8 @@ class MirrorRun {
     if (isIndexMediaType(top.mediaType)) return { ...source, manifests: top.parsed.manifests };
     const config = top.parsed.blobs[0];
     if (!config || config.size > CONFIG_LIMIT) return source;
-    const blob = await this.upstream.client.fetchBlob(this.upstreamRepository, config.digest, { size: config.size, signal: this.ctx.signal });
     const parts: Buffer[] = [];
-    for await (const part of blob.stream) parts.push(part as Buffer);
+    for await (const part of await this.configBytes(config)) parts.push(part as Buffer);
     try {
       const document = JSON.parse(Buffer.concat(parts).toString('utf8')) as { os?: unknown; architecture?: unknown; variant?: unknown };
       if (typeof document.os === 'string' && typeof document.architecture === 'string') {
@@ -217,6 +218,13 @@ class MirrorRun {
       // not an image config (an artifact): no platform
     }
     return source;
+  }
+
+  /** The config blob: from storage when an earlier (interrupted) run stored it, so a resumed job asks the upstream for no stored blob. */
+  private async configBytes(config: Descriptor): Promise<AsyncIterable<Buffer>> {
+    const digest = parseDigest(config.digest);
+    if (digest && (await this.deps.registry.blobs.statGlobal(digest)) === config.size) return this.deps.registry.blobs.read(digest);
+    return (await this.upstream.client.fetchBlob(this.upstreamRepository, config.digest, { size: config.size, signal: this.ctx.signal })).stream;
   }
 
   private async copyBlob(descriptor: Descriptor, repositories: Set<string>, item: string): Promise<void> {
