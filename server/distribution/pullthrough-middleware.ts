@@ -1,6 +1,6 @@
 // Pull-through in front of the /v2 routes: fetches what a GET or HEAD misses here from the upstream of
 // the repository's rule, then lets the normal routes serve it (a blob missing everywhere is streamed to
-// this client while it is stored).
+// this client while it is stored). With containerd's `?ns=<upstream>`, only that upstream's rules apply.
 import type { Context, Middleware, Next } from 'koa';
 import { assertDigest } from '../registry/digest.js';
 import type { PullThrough } from '../mirror/pullthrough.js';
@@ -14,12 +14,13 @@ export function pullThrough(service: PullThrough): Middleware {
     const match = ROUTE.exec(ctx.path);
     if (!match || match[3] === 'uploads') return next();
     const [, name, kind, reference] = match as unknown as [string, string, string, string];
+    const upstream = typeof ctx.query.ns === 'string' ? ctx.query.ns : undefined;
     if (kind === 'manifests') {
-      await service.ensureManifest(name, reference);
+      await service.ensureManifest(name, reference, upstream);
       return next();
     }
     const digest = assertDigest(reference);
-    const fetched = await service.fetchBlob(name, digest, ctx.method);
+    const fetched = await service.fetchBlob(name, digest, ctx.method, upstream);
     if (!fetched) return next();
     ctx.status = 200;
     ctx.set('Docker-Content-Digest', fetched.digest);

@@ -59,9 +59,14 @@ export class PullThroughRules {
     return this.rules.length > 0;
   }
 
-  /** The rule serving local repository `name`, and the upstream repository it maps to. */
-  match(name: string): PullThroughTarget | undefined {
+  /**
+   * The rule serving local repository `name`, and the upstream repository it maps to. `upstream` (from
+   * containerd's `?ns=`) keeps only that upstream's rules: a mirror asked for ghcr.io content must never
+   * answer with docker.io's image of the same name.
+   */
+  match(name: string, upstream?: string): PullThroughTarget | undefined {
     for (const rule of this.rules) {
+      if (upstream !== undefined && rule.upstream.name !== upstream) continue;
       let rest: string;
       if (rule.prefix === '') rest = name;
       else if (name.startsWith(`${rule.prefix}/`)) rest = name.slice(rule.prefix.length + 1);

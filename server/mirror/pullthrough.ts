@@ -40,8 +40,8 @@ export class PullThrough {
   ) {}
 
   /** Makes sure the manifest is stored here if upstream has it; afterwards the normal route serves it. */
-  async ensureManifest(name: string, reference: string): Promise<void> {
-    const target = this.rules.match(name);
+  async ensureManifest(name: string, reference: string, upstream?: string): Promise<void> {
+    const target = this.rules.match(name, upstream);
     if (!target) return;
     if (isDigest(reference)) {
       const digest = parseDigest(reference);
@@ -58,8 +58,13 @@ export class PullThrough {
    * For a blob not stored here: undefined when the caller should serve it from storage (it was there
    * after all, or another request just stored it), else the upstream bytes to answer with.
    */
-  async fetchBlob(name: string, digest: ParsedDigest, method: 'GET' | 'HEAD'): Promise<BlobResponse | { size: number; digest: string; body?: undefined } | undefined> {
-    const target = this.rules.match(name);
+  async fetchBlob(
+    name: string,
+    digest: ParsedDigest,
+    method: 'GET' | 'HEAD',
+    upstream?: string,
+  ): Promise<BlobResponse | { size: number; digest: string; body?: undefined } | undefined> {
+    const target = this.rules.match(name, upstream);
     if (!target) return undefined;
     if (await this.linkIfStored(name, digest)) return undefined;
     const { client } = this.pool.get(target.rule.upstream);
@@ -71,7 +76,7 @@ export class PullThrough {
     const running = this.inflight.get(`blob ${digest.digest}`);
     if (running) {
       await running.catch(() => undefined);
-      return (await this.linkIfStored(name, digest)) ? undefined : this.fetchBlob(name, digest, method);
+      return (await this.linkIfStored(name, digest)) ? undefined : this.fetchBlob(name, digest, method, upstream);
     }
     const lock = await this.locks.tryLock(`pullthrough/${digest.hex}`);
     if (!lock) {
@@ -93,6 +98,10 @@ export class PullThrough {
         release();
         return undefined; // upstream does not have it either: the normal route answers BLOB_UNKNOWN
       }
+      // The stream can fail (a corrupt body fails its digest at the end) before store() starts reading it:
+      // without a listener that 'error' would end the process. store() still sees the error, through
+      // its iterator.
+      blob.stream.on('error', () => undefined);
       const body = new PassThrough();
       void this.store(name, digest, blob.stream, blob.size, body).finally(release);
       return { size: blob.size, digest: digest.digest, body };
@@ -219,23 +228,33 @@ export class PullThrough {
   }
 }
 
-/** Yields the upstream bytes to storage while writing them to the client; a client that left is let go. */
+/**
+ * Yields the upstream bytes to storage while writing them to the client; a client that left is let go.
+ * The last chunk reaches the client only once the source has ended verified (size and digest): a
+ * client must never receive every byte of its Content-Length when those bytes are wrong, or it would
+ * take a cut connection for a complete answer.
+ */
 async function* teeToClient(source: AsyncIterable<Buffer>, client: Writable): AsyncGenerator<Buffer> {
   let clientGone = false;
   client.once('close', () => (clientGone = true));
   client.once('error', () => (clientGone = true));
+  const write = async (chunk: Buffer) => {
+    if (clientGone || client.write(chunk)) return;
+    await new Promise<void>((resolve) => {
+      const settle = () => {
+        client.off('drain', settle);
+        client.off('close', settle);
+        resolve();
+      };
+      client.once('drain', settle);
+      client.once('close', settle);
+    });
+  };
+  let held: Buffer | undefined;
   for await (const chunk of source) {
-    if (!clientGone && !client.write(chunk)) {
-      await new Promise<void>((resolve) => {
-        const settle = () => {
-          client.off('drain', settle);
-          client.off('close', settle);
-          resolve();
-        };
-        client.once('drain', settle);
-        client.once('close', settle);
-      });
-    }
+    if (held) await write(held);
+    held = chunk;
     yield chunk;
   }
+  if (held) await write(held);
 }

@@ -29,13 +29,24 @@ export interface RunningDockerd {
   stop(): Promise<void>;
 }
 
-export async function startDockerd(): Promise<RunningDockerd> {
+export interface DockerdOptions {
+  /**
+   * daemon.json `registry-mirrors`: dockerd asks these first for Docker Hub (docker.io) images, e.g.
+   * `http://127.0.0.1:PORT` (127.0.0.0/8 is insecure by default, so plain HTTP works).
+   */
+  registryMirrors?: string[];
+}
+
+export async function startDockerd(options: DockerdOptions = {}): Promise<RunningDockerd> {
   const dir = await tempDir('dockerd');
   const configFile = join(dir, 'daemon.json');
   const clientConfig = join(dir, 'client');
   await mkdir(clientConfig);
-  // Our own (empty) daemon.json, so a system /etc/docker/daemon.json cannot conflict with the flags.
-  await writeFile(configFile, '{}\n');
+  // Our own daemon.json (empty unless options ask for more), so a system /etc/docker/daemon.json
+  // cannot conflict with the flags.
+  const daemonJson: Record<string, unknown> = {};
+  if (options.registryMirrors && options.registryMirrors.length > 0) daemonJson['registry-mirrors'] = options.registryMirrors;
+  await writeFile(configFile, `${JSON.stringify(daemonJson)}\n`);
   await writeFile(join(clientConfig, 'config.json'), '{}\n');
   const socket = join(dir, 'docker.sock');
   const host = `unix://${socket}`;

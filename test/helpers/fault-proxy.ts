@@ -1,5 +1,6 @@
 // A plain HTTP reverse proxy in front of an S3 endpoint (the RADOS Gateway of ./s3.ts) that can
-// fail, drop or delay chosen requests. Bodies stream both ways and the request goes upstream with
+// fail, drop, delay or corrupt chosen requests (registries sit behind it too: Distribution as a mirror
+// upstream). Bodies stream both ways and the request goes upstream with
 // its Host header and every signed header unchanged, so SigV4 signatures made for the proxy's
 // address still verify (RGW without `rgw dns name` accepts any Host with path-style addressing).
 import http from 'node:http';
@@ -53,6 +54,12 @@ export interface DelayOptions {
   match?: RequestMatcher;
 }
 
+export interface CorruptOptions {
+  /** Offset in the answer's body of the byte to flip (default: the middle, by Content-Length). */
+  atByte?: number;
+  match?: RequestMatcher;
+}
+
 export interface ProxiedRequest {
   method: string;
   path: string;
@@ -61,7 +68,7 @@ export interface ProxiedRequest {
   /** The status the client got; null when the connection was dropped or the answer is not finished. */
   status: number | null;
   /** The fault applied, if any ('delay' may be combined with a forwarded answer). */
-  fault?: 'fail' | 'drop' | 'delay';
+  fault?: 'fail' | 'drop' | 'delay' | 'corrupt';
 }
 
 export interface FaultProxy {
@@ -77,6 +84,12 @@ export interface FaultProxy {
   dropNext(n: number, options?: DropOptions): void;
   /** The next `n` matching requests wait `ms` first. */
   delayNext(n: number, ms: number, options?: DelayOptions): void;
+  /**
+   * The next `n` matching requests are forwarded, and one byte of the answer's body is flipped on the
+   * way back: same status, headers and length, wrong content (a registry blob whose digest no longer
+   * matches).
+   */
+  corruptNext(n: number, options?: CorruptOptions): void;
   /** Forgets pending faults and the request log. */
   reset(): void;
   stop(): Promise<void>;
@@ -85,7 +98,8 @@ export interface FaultProxy {
 type Rule =
   | { kind: 'fail'; remaining: number; status: 429 | 500 | 503; code: string; headers?: Record<string, string>; match?: RequestMatcher }
   | { kind: 'drop'; remaining: number; at: 'request' | 'response' | 'response-body'; afterBytes?: number; match?: RequestMatcher }
-  | { kind: 'delay'; remaining: number; ms: number; at: 'request' | 'response'; match?: RequestMatcher };
+  | { kind: 'delay'; remaining: number; ms: number; at: 'request' | 'response'; match?: RequestMatcher }
+  | { kind: 'corrupt'; remaining: number; atByte?: number; match?: RequestMatcher };
 
 // Hop-by-hop headers are not forwarded (none of them is part of a SigV4 signature). The proxy
 // answers `Expect: 100-continue` itself, so the upstream does not see it either.
@@ -223,6 +237,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       return;
     }
 
+    const corrupt = take(['corrupt'], req, path, query);
+
     // Forward.
     sendContinue();
     const proxied = http.request({
@@ -272,6 +288,25 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           answer.once('end', cut);
           return;
         }
+        if (corrupt?.kind === 'corrupt') {
+          record.fault = 'corrupt';
+          const length = Number(answer.headers['content-length'] ?? 0);
+          const at = corrupt.atByte ?? Math.floor(length / 2);
+          let offset = 0;
+          answer.on('data', (chunk: Buffer) => {
+            if (at >= offset && at < offset + chunk.length) {
+              chunk = Buffer.from(chunk);
+              chunk[at - offset] = chunk[at - offset]! ^ 0xff;
+            }
+            offset += chunk.length;
+            if (!res.write(chunk)) {
+              answer.pause();
+              res.once('drain', () => answer.resume());
+            }
+          });
+          answer.once('end', () => res.end());
+          return;
+        }
         answer.pipe(res);
       })();
     });
@@ -309,6 +344,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     },
     delayNext(n, ms, options = {}) {
       rules.push({ kind: 'delay', remaining: n, ms, at: options.at ?? 'request', match: options.match });
+    },
+    corruptNext(n, options = {}) {
+      rules.push({ kind: 'corrupt', remaining: n, atByte: options.atByte, match: options.match });
     },
     reset() {
       rules.length = 0;

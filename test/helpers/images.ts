@@ -113,6 +113,8 @@ export interface BuildOptions {
   localName?: string;
   /** Absolute paths inside the image, added as a second layer over the busybox one. */
   extraFiles?: Record<string, ExtraFile>;
+  /** One layer per extra file (a COPY each, built with --layers) instead of one layer for all of them. */
+  layerPerFile?: boolean;
 }
 
 export interface BuiltImage {
@@ -130,7 +132,7 @@ async function applets(binary: string): Promise<string[]> {
   return source.stdout.split('\n').map((s) => s.trim()).filter((s) => /^[a-z0-9_.[-]+$/.test(s) && s !== 'busybox');
 }
 
-async function writeContext(dir: string, arch: Arch, extraFiles: Record<string, ExtraFile>): Promise<void> {
+async function writeContext(dir: string, arch: Arch, extraFiles: Record<string, ExtraFile>, layerPerFile = false): Promise<void> {
   const bin = join(dir, 'rootfs', 'bin');
   await mkdir(bin, { recursive: true });
   const binary = await busyboxBinary(arch);
@@ -142,14 +144,16 @@ async function writeContext(dir: string, arch: Arch, extraFiles: Record<string, 
   const lines = ['FROM scratch', 'COPY rootfs/ /'];
   const entries = Object.entries(extraFiles);
   if (entries.length > 0) {
-    for (const [path, content] of entries) {
+    for (const [i, [path, content]] of entries.entries()) {
       if (!path.startsWith('/')) throw new Error(`extra file path must be absolute: ${path}`);
-      const dest = join(dir, 'extra', path);
+      // Per file: extra/<i>/<path>, one COPY each; otherwise one tree and one COPY.
+      const dest = layerPerFile ? join(dir, 'extra', String(i), path) : join(dir, 'extra', path);
       await mkdir(dirname(dest), { recursive: true });
       if (typeof content === 'object' && !Buffer.isBuffer(content)) await copyFile(content.source, dest);
       else await writeFile(dest, content);
     }
-    lines.push('COPY extra/ /');
+    if (layerPerFile) for (let i = 0; i < entries.length; i++) lines.push(`COPY extra/${i}/ /`);
+    else lines.push('COPY extra/ /');
   }
   lines.push('ENV PATH=/bin', 'CMD ["sh"]', '');
   await writeFile(join(dir, 'Containerfile'), lines.join('\n'));
@@ -166,9 +170,9 @@ export async function buildBusyboxImage(buildah: ContainerClient, options: Build
   const localName = options.localName ?? options.ref ?? `localhost/dify-test/busybox-${options.arch}-${randomBytes(4).toString('hex')}`;
   const context = await tempDir(`busybox-${options.arch}`);
   try {
-    await writeContext(context, options.arch, options.extraFiles ?? {});
+    await writeContext(context, options.arch, options.extraFiles ?? {}, options.layerPerFile);
     await buildah.run([
-      'bud', '--isolation', 'chroot', '--platform', `linux/${options.arch}`, '--layers=false',
+      'bud', '--isolation', 'chroot', '--platform', `linux/${options.arch}`, `--layers=${options.layerPerFile ? 'true' : 'false'}`,
       '-f', join(context, 'Containerfile'), '-t', localName, context,
     ]);
     // dockerd 20.10 once recorded the host arch for an arm64 import: check the config itself.
@@ -189,17 +193,23 @@ export async function buildBusyboxImage(buildah: ContainerClient, options: Build
 
 /**
  * Builds one busybox image per architecture, assembles them into an OCI index with
- * `buildah manifest`, pushes it with `--all` and returns the index digest.
+ * `buildah manifest`, pushes it with `--all` and returns the index digest. `format: 'v2s2'` pushes a
+ * Docker manifest list of Docker schema 2 manifests instead.
  */
 export async function buildMultiArchIndex(
   buildah: ContainerClient,
-  options: { ref: string; arches: Arch[]; extraFiles?: Record<string, ExtraFile> },
+  options: { ref: string; arches: Arch[]; extraFiles?: Record<string, ExtraFile>; layerPerFile?: boolean; format?: 'oci' | 'v2s2' },
 ): Promise<{ ref: string; digest: string; images: BuiltImage[] }> {
   const id = randomBytes(4).toString('hex');
   const list = `localhost/dify-test/index-${id}`;
   const images: BuiltImage[] = [];
   for (const arch of options.arches) {
-    images.push(await buildBusyboxImage(buildah, { arch, localName: `localhost/dify-test/busybox-${arch}-${id}`, extraFiles: options.extraFiles }));
+    images.push(await buildBusyboxImage(buildah, {
+      arch,
+      localName: `localhost/dify-test/busybox-${arch}-${id}`,
+      ...(options.extraFiles ? { extraFiles: options.extraFiles } : {}),
+      ...(options.layerPerFile ? { layerPerFile: true } : {}),
+    }));
   }
   const work = await tempDir('index');
   try {
@@ -208,7 +218,7 @@ export async function buildMultiArchIndex(
       await buildah.run(['manifest', 'add', '--arch', image.arch, '--os', 'linux', list, `containers-storage:${image.localName}`]);
     }
     const digestFile = join(work, 'digest');
-    await buildah.run(['manifest', 'push', '--all', '--tls-verify=false', '--digestfile', digestFile, list, `docker://${options.ref}`]);
+    await buildah.run(['manifest', 'push', '--all', ...(options.format ? ['--format', options.format] : []), '--tls-verify=false', '--digestfile', digestFile, list, `docker://${options.ref}`]);
     return { ref: options.ref, digest: await readDigest(digestFile), images };
   } finally {
     await buildah.run(['manifest', 'rm', list], { allowFailure: true });
