@@ -10,6 +10,8 @@ packages=(
   busybox-static                           # amd64 base image for tests
   redis-server                             # shared state (later issues)
   ceph-mon ceph-osd radosgw ceph-common    # a real S3 (RADOS Gateway) for the S3 driver tests
+  golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev   # render the Helm chart (test/helm-render)
+  mmdebstrap                               # a Debian base for building the Dockerfile (no Docker Hub)
   ca-certificates curl openssl
 )
 missing=()
