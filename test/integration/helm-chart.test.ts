@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { loadConfig, type Config } from '../../server/config.js';
 import { removeTree } from '../helpers/cleanup.js';
 import { CHART_DIR, startHelmRenderer, type HelmRenderer, type K8sObject, type Rendered } from '../helpers/helm.js';
+import { typecheckK8sObjects, validateK8sObject } from '../helpers/k8s-schema.js';
 import { tempDir } from '../helpers/process.js';
 
 // Helm checks the merged values against values.schema.json; zod reads the same JSON Schema.
@@ -98,11 +99,17 @@ async function loadRenderedConfig(dir: string, rendered: Rendered, fileName: str
   return config;
 }
 
+/** Every object checked by checkConsistency, type-checked together at the end (one tsc run). */
+const checkedObjects: Array<{ label: string; object: K8sObject }> = [];
+
 /** Checks that hold for every rendering: names, labels, selectors, volumes, secrets referenced, probes. */
 function checkConsistency(rendered: Rendered, existingSecrets: string[] = []): void {
   const names = new Set<string>();
+  const rendering = checkedObjects.length;
   for (const o of rendered.objects) {
+    checkedObjects.push({ label: `rendering ${rendering}: ${o.kind} ${o.metadata.name}`, object: o });
     expect(o.apiVersion, `${o.kind} apiVersion`).to.be.a('string').and.not.empty;
+    validateK8sObject(o);
     expect(o.metadata.name, `${o.kind} name`).to.match(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/).and.have.length.at.most(63);
     expect(o.metadata.namespace, `${o.kind} ${o.metadata.name} namespace`).to.equal('registry');
     const key = `${o.kind}/${o.metadata.name}`;
@@ -632,5 +639,13 @@ describe('Helm chart', function () {
         expect(issues.some((issue) => message.test(issue)), `${issues.join('\n')} should match ${message}`).to.equal(true);
       });
     }
+  });
+
+  describe('Kubernetes API types', () => {
+    it('every rendered object type-checks against kubernetes-models, so a misspelled field fails', async function () {
+      this.timeout(180_000);
+      expect(checkedObjects.length, 'the renderings above ran').to.be.above(20);
+      await typecheckK8sObjects(checkedObjects);
+    });
   });
 });
