@@ -9,7 +9,7 @@ import { addressOf } from '../http/client-address.js';
 import type { Principal } from './access.js';
 import { parseBasic, type AuthService } from './auth-service.js';
 import { jwks } from './keys.js';
-import { formatScope, parseScopes } from './scope.js';
+import { covers, formatScope, parseScopes, type ResourceScope } from './scope.js';
 import { TokenError } from './tokens.js';
 
 const MAX_FORM_BYTES = 64 * 1024;
@@ -31,6 +31,13 @@ export function tokenRoutes(router: Router, auth: AuthService): void {
       await answer(ctx, auth, principal, scopes, form.get('access_type') === 'offline');
     } else if (grant === 'refresh_token') {
       const refresh = form.get('refresh_token') ?? '';
+      // A build engine's credential (tokens.ts issueDelegated): access within its ceiling, nothing else.
+      const delegated = await auth.tokens.verifyDelegated(refresh, auth.serviceFor(ctx.host));
+      if (delegated) {
+        ctx.state.user = delegated.subject;
+        await answerWithin(ctx, auth, delegated.subject, delegated.ceiling, scopes);
+        return;
+      }
       let principal: Principal | undefined;
       try {
         principal = auth.users.find(await auth.tokens.verifyRefresh(refresh, auth.serviceFor(ctx.host)));
@@ -80,6 +87,18 @@ async function answer(
     scope: granted.map(formatScope).join(' '),
     ...(refresh ? { refresh_token: refresh } : {}),
   };
+}
+
+/** Issues a token for the requested scopes as far as `ceiling` covers them. */
+async function answerWithin(ctx: Context, auth: AuthService, subject: string, ceiling: ResourceScope[], requested: string[]): Promise<void> {
+  const granted: ResourceScope[] = [];
+  for (const scope of parseScopes(requested)) {
+    const actions = scope.actions.filter((action) => covers(ceiling, { ...scope, actions: [action] }));
+    if (actions.length > 0) granted.push({ ...scope, actions });
+  }
+  const issued = await auth.tokens.issue(subject, auth.serviceFor(ctx.host), granted);
+  ctx.set('Cache-Control', 'no-store');
+  ctx.body = { token: issued.token, access_token: issued.token, expires_in: issued.expiresIn, issued_at: issued.issuedAt, scope: granted.map(formatScope).join(' ') };
 }
 
 function queryValues(ctx: Context, key: string): string[] {

@@ -55,6 +55,28 @@ export class TokenService {
     return { token, expiresIn: lifetime, issuedAt: new Date(now * 1000).toISOString() };
   }
 
+  /**
+   * A credential for a build engine: exchanged at the token endpoint (OAuth2 refresh_token grant, which
+   * containers/image uses for an auth file's `identitytoken`) for access tokens carrying at most `ceiling`.
+   * Never an access token itself.
+   */
+  async issueDelegated(subject: string, audience: string, ceiling: ResourceScope[], lifetimeMs: number): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    return this.sign({ typ: 'delegated', ceiling }, subject, audience, now, Math.max(1, Math.floor(lifetimeMs / 1000)));
+  }
+
+  /** The subject and ceiling of a delegated credential of this registry; undefined for any other token. */
+  async verifyDelegated(token: string, audience: string): Promise<{ subject: string; ceiling: ResourceScope[] } | undefined> {
+    let payload: JWTPayload;
+    try {
+      payload = await this.verified(token, audience, false);
+    } catch {
+      return undefined;
+    }
+    if (payload.typ !== 'delegated' || !Array.isArray(payload.ceiling)) return undefined;
+    return { subject: typeof payload.sub === 'string' ? payload.sub : '', ceiling: payload.ceiling.filter(isScope) };
+  }
+
   async issueRefresh(subject: string, audience: string): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
     return this.sign({ typ: 'refresh' }, subject, audience, now, Math.floor(this.settings.refreshExpirationMs / 1000));

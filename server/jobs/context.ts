@@ -1,7 +1,7 @@
 // The JobContext a handler sees, for both queues: log lines and progress are collected in memory and
 // handed to the queue's sink in batches, at most once per interval and once more when the job ends,
 // so a chatty handler costs one storage or Redis write per interval rather than one per event.
-import type { JobContext, JobKind, JobProgress } from './job.js';
+import type { ChildOutcome, JobContext, JobKind, JobProgress } from './job.js';
 
 /** Per attempt; beyond it lines are dropped (with one note), so a runaway handler cannot fill memory. */
 export const MAX_LOG_LINES = 20_000;
@@ -29,6 +29,10 @@ export interface ContextOptions<Request> {
   sink: ContextSink;
   /** A failed periodic flush; the batch is kept and tried again. */
   onFlushError(error: unknown): void;
+  /** A flow's child: its parent. */
+  parent?: { id: string; key: string };
+  /** A flow's parent: how its children ended. */
+  children?: Record<string, ChildOutcome>;
 }
 
 export interface RunningContext<Request> {
@@ -92,6 +96,8 @@ export function createJobContext<Request>(options: ContextOptions<Request>): Run
     request: options.request,
     attempt: options.attempt,
     signal: options.signal,
+    ...(options.parent ? { parent: options.parent } : {}),
+    ...(options.children ? { children: options.children } : {}),
     log(line: string) {
       if (closed) return;
       logged++;

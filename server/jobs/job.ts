@@ -51,6 +51,20 @@ export interface JobContext<Request = unknown> {
   log(line: string): void;
   /** Merged into the job's progress; persisted at most every flush interval, and once more at the end. */
   progress(update: JobProgress): void;
+  /** For a child of a flow (see queue.ts SubmitOptions): its parent's id and its own key there. */
+  readonly parent?: { id: string; key: string };
+  /**
+   * For a flow's parent: how each child ended, by key. The parent's handler runs once every child has
+   * ended, also when some failed or the job was cancelled, so it can undo what the others did.
+   */
+  readonly children?: Readonly<Record<string, ChildOutcome>>;
+}
+
+/** How one child of a flow ended; a child removed before it started (a cancel) counts as cancelled. */
+export interface ChildOutcome {
+  state: 'succeeded' | 'failed' | 'cancelled';
+  result?: unknown;
+  error?: JobErrorInfo;
 }
 
 export type JobHandler<Request = unknown, Result = unknown> = (ctx: JobContext<Request>) => Promise<Result>;
@@ -96,6 +110,8 @@ export const JOB_ERROR = {
     code: 'INTERRUPTED',
     message: 'the process running this job stopped before the job finished; submit it again',
   },
+  /** A child of a flow stopped because a sibling failed: its own work was fine. */
+  abandoned: { code: 'ABANDONED', message: 'stopped because another part of the job failed' },
 } as const satisfies Record<string, JobErrorInfo>;
 
 /** How a handler's failure is recorded: its code when it gave one, FAILED otherwise. */
@@ -109,4 +125,18 @@ export function errorInfo(error: unknown): JobErrorInfo {
 export function toJson(value: unknown): unknown {
   if (value === undefined) return null;
   return JSON.parse(JSON.stringify(value)) as unknown;
+}
+
+/**
+ * The error a flow's parent ends with when not every child succeeded: a child's own failure first,
+ * then a cancellation, then a sibling's abandonment; undefined when all succeeded.
+ */
+export function flowFailure(children: Readonly<Record<string, ChildOutcome>>): JobError | undefined {
+  const entries = Object.entries(children).filter(([, outcome]) => outcome.state !== 'succeeded');
+  const rank = (outcome: ChildOutcome) =>
+    outcome.state === 'cancelled' ? 1 : outcome.error?.code === JOB_ERROR.abandoned.code ? 2 : 0;
+  const [key, outcome] = entries.sort((a, b) => rank(a[1]) - rank(b[1]))[0] ?? [];
+  if (!key || !outcome) return undefined;
+  const error = outcome.error ?? { ...JOB_ERROR.cancelled };
+  return new JobError(error.code, `${key}: ${error.message}`);
 }

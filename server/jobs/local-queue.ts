@@ -10,12 +10,15 @@
 //   /_jobs/_runner.lock     who the runner is (upload-lock.ts: expiry, renewal, takeover of a dead holder)
 // Any process may call start(); the one that holds the lock runs jobs, the others stand by and take
 // over when it stops or dies.
+// Flows (submit with children) run in the runner too: a flow's children run inside their parent's run, all
+// at once, then the parent's handler (local-flow.ts); the record stores the children with the parent.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
 import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
 import { tryLock, type HeldLock } from '../registry/upload-lock.js';
 import { createJobContext } from './context.js';
+import { runLocalFlow } from './local-flow.js';
 import { pollLogs } from './follow.js';
 import { isJobId, jobIdTime, newJobId } from './ids.js';
 import {
@@ -26,16 +29,24 @@ import {
   JobError,
   RetryableJobError,
   toJson,
+  type ChildOutcome,
   type JobErrorInfo,
+  type JobContext,
   type JobHandler,
   type JobKind,
   type JobRecord,
 } from './job.js';
 import {
   cancelledView,
+  checkedChildren,
+  WORK_QUEUE_PATTERN,
+  type ChildJob,
+  type SubmitOptions,
+  type WorkOptions,
   JobFinishedError,
   JobNotFoundError,
   pageSize,
+  type JobCounts,
   type JobListQuery,
   type JobPage,
   type JobQueue,
@@ -60,6 +71,9 @@ interface StoredJob {
   runner?: string;
   /** A retry waits until then (ms). */
   runAfter?: number;
+  /** A flow's children (local-flow.ts), and how they ended once they have (a retry of the parent reuses it). */
+  children?: ChildJob[];
+  childOutcomes?: Record<string, ChildOutcome>;
 }
 
 interface LiveJob {
@@ -72,6 +86,8 @@ interface LiveJob {
   /** Given up on at close(): its late ending must not overwrite the interrupted record. */
   abandoned?: boolean;
   done?: Promise<void>;
+  children?: ChildJob[];
+  childOutcomes?: Record<string, ChildOutcome>;
 }
 
 type Outcome =
@@ -107,6 +123,8 @@ export class LocalJobQueue implements JobQueue {
   /** Tells the runs of this instance from those of a runner that died. */
   private readonly runnerId = randomUUID();
   private readonly handlers = new Map<JobKind, { handler: JobHandler; concurrency: number }>();
+  /** Work queues of flows' children: run inside their parent's run (local-flow.ts). */
+  private readonly work = new Map<string, JobHandler>();
   private readonly live = new Map<string, LiveJob>();
   /** Open jobs the runner knows: after submit, only the runner writes a record, so this stays true. */
   private readonly known = new Map<string, StoredJob>();
@@ -143,8 +161,14 @@ export class LocalJobQueue implements JobQueue {
     this.poke();
   }
 
-  async submit(kind: JobKind, request: unknown): Promise<JobRecord> {
+  registerWork<Request, Result>(queue: string, handler: JobHandler<Request, Result>, _options: WorkOptions = {}): void {
+    if (!WORK_QUEUE_PATTERN.test(queue)) throw new TypeError(`invalid work queue name: ${queue}`);
+    this.work.set(queue, handler as JobHandler);
+  }
+
+  async submit(kind: JobKind, request: unknown, options: SubmitOptions = {}): Promise<JobRecord> {
     if (!isJobKind(kind)) throw new TypeError(`unknown job kind: ${String(kind)}`);
+    const children = checkedChildren(options.children);
     const id = newJobId();
     const record: JobRecord = {
       id,
@@ -160,7 +184,7 @@ export class LocalJobQueue implements JobQueue {
       attempts: 0,
     };
     // Record first: a marker always points at a readable record.
-    await this.writeStored({ record });
+    await this.writeStored({ record, ...(children ? { children } : {}) });
     await this.driver.putContent(at.openMarker(id), '');
     this.poke();
     return structuredClone(record);
@@ -249,6 +273,17 @@ export class LocalJobQueue implements JobQueue {
     this.pollTimer.unref();
     this.poke();
     await this.ticking;
+  }
+
+  /** Only the runner knows: it holds every open job in memory. Queues are named as BullMQ's (`jobs-<kind>`). */
+  async counts(): Promise<JobCounts[] | undefined> {
+    if (!this.lock) return undefined;
+    const counts = new Map<JobKind, JobCounts>();
+    const of = (kind: JobKind) => counts.get(kind) ?? counts.set(kind, { queue: `jobs-${kind}`, queued: 0, running: 0 }).get(kind)!;
+    for (const kind of this.handlers.keys()) of(kind);
+    for (const { record } of this.known.values()) if (record.state === 'queued') of(record.kind).queued++;
+    for (const { record } of this.live.values()) of(record.kind).running++;
+    return [...counts.values()];
   }
 
   async close(): Promise<void> {
@@ -369,10 +404,11 @@ export class LocalJobQueue implements JobQueue {
       startedAt: stored.record.startedAt ?? new Date().toISOString(),
       attempts: stored.record.attempts + 1,
     };
-    await this.writeStored({ record, runner: this.runnerId });
+    const flow = { ...(stored.children ? { children: stored.children } : {}), ...(stored.childOutcomes ? { childOutcomes: stored.childOutcomes } : {}) };
+    await this.writeStored({ record, runner: this.runnerId, ...flow });
     this.known.delete(id);
     const lines = record.attempts > 1 ? ((await this.readLines(id)) ?? []) : [];
-    const live: LiveJob = { record, lines, stored: lines.length, controller: new AbortController() };
+    const live: LiveJob = { record, lines, stored: lines.length, controller: new AbortController(), ...flow };
     this.live.set(id, live);
     live.done = this.run(live, handler);
   }
@@ -399,7 +435,7 @@ export class LocalJobQueue implements JobQueue {
     if (record.attempts > 1) running.note(`attempt ${record.attempts} of ${this.options.attempts}`);
     let outcome: Outcome;
     try {
-      const result = toJson(await handler(running.context));
+      const result = toJson(await (live.children ? this.runFlow(live, running.context, handler) : handler(running.context)));
       outcome = live.stop ? stopped(live.stop) : { state: 'succeeded', result };
     } catch (error) {
       if (live.stop) outcome = stopped(live.stop);
@@ -418,12 +454,28 @@ export class LocalJobQueue implements JobQueue {
     }
   }
 
+  /** A flow: its children first (once, even over retries of the parent), then the parent's handler. */
+  private async runFlow(live: LiveJob, context: JobContext, handler: JobHandler): Promise<unknown> {
+    live.childOutcomes ??= await runLocalFlow({
+      parent: context,
+      children: live.children!,
+      work: (queue) => this.work.get(queue),
+      defaults: { attempts: this.options.attempts, backoffMs: this.options.backoffMs },
+    });
+    return handler({ ...context, children: live.childOutcomes });
+  }
+
   /** Stores the end of an attempt: the last lines first, then the state (see follow.ts). */
   private async finishLive(live: LiveJob, outcome: Outcome): Promise<void> {
     const { record } = live;
     const id = record.id;
     if ('retryInMs' in outcome) {
-      const stored: StoredJob = { record: { ...record, state: 'queued' }, runAfter: Date.now() + outcome.retryInMs };
+      const stored: StoredJob = {
+        record: { ...record, state: 'queued' },
+        runAfter: Date.now() + outcome.retryInMs,
+        ...(live.children ? { children: live.children } : {}),
+        ...(live.childOutcomes ? { childOutcomes: live.childOutcomes } : {}),
+      };
       live.record = stored.record;
       await persistently(() => this.persistLive(live, stored.runAfter));
       this.known.set(id, stored);
@@ -461,7 +513,7 @@ export class LocalJobQueue implements JobQueue {
     lines.push(`${new Date().toISOString()} ${state}: ${error.code}: ${error.message}`);
     await this.driver.putContent(at.log(id), joinLines(lines));
     const record: JobRecord = { ...stored.record, state, result: null, error: { ...error }, finishedAt: new Date().toISOString() };
-    await this.writeStored({ record, runner: stored.runner });
+    await this.writeStored({ ...stored, record });
     this.remember(record);
     this.known.delete(id);
     await this.driver.deleteFile(at.openMarker(id));
@@ -475,7 +527,13 @@ export class LocalJobQueue implements JobQueue {
       await this.driver.putContent(at.log(record.id), joinLines(live.lines));
       live.stored = count;
     }
-    await this.writeStored({ record, runner: this.runnerId, ...(runAfter === undefined ? {} : { runAfter }) });
+    await this.writeStored({
+      record,
+      runner: this.runnerId,
+      ...(runAfter === undefined ? {} : { runAfter }),
+      ...(live.children ? { children: live.children } : {}),
+      ...(live.childOutcomes ? { childOutcomes: live.childOutcomes } : {}),
+    });
   }
 
   private abort(live: LiveJob, why: 'cancel' | 'shutdown'): void {

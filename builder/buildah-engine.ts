@@ -1,0 +1,182 @@
+// The buildah engine (Debian's buildah 1.28): `bud --layers` into a persistent storage root, so the layer
+// cache survives between builds, then a push of the result. Its storage, registries and signature policy
+// are its own (under builder.cachedir), never /var/lib/containers or /etc/containers.
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { JobError, RetryableJobError } from '../server/jobs/job.js';
+import { prepareDockerfile } from './dockerfile.js';
+import type { BuildEngine, EngineBuild, EngineResult } from './engine.js';
+import { execStreaming, type ExecResult } from './exec.js';
+
+export interface BuildahOptions {
+  path: string;
+  /** Storage root (the layer cache) and scratch space live here. */
+  cachedir: string;
+  storagedriver: string;
+  isolation: 'chroot' | 'oci' | 'rootless';
+  pull: 'newer' | 'always' | 'missing' | 'never';
+}
+
+const PULL_FLAG: Record<BuildahOptions['pull'], string> = { newer: 'true', always: 'always', missing: 'false', never: 'never' };
+
+/** Output that means the registry or network failed, not the build: worth another attempt. */
+const INFRASTRUCTURE = [
+  /connection refused/i,
+  /no such host/i,
+  /i\/o timeout/i,
+  /TLS handshake timeout/i,
+  /connection reset by peer/i,
+  /\b(502|503|504)\b.*(Bad Gateway|Service Unavailable|Gateway Timeout)/i,
+  /too many requests|toomanyrequests/i,
+  /unexpected EOF/i,
+  /broken pipe/i,
+  /network is unreachable/i,
+];
+const BAD_DOCKERFILE = [/dockerfile parse error/i, /unknown instruction/i, /parsing main Dockerfile/i, /no FROM statement/i, /no such file or directory.*Dockerfile|Dockerfile.*no such file/i];
+const STEP = /^(?:\[(\d+)\/(\d+)\] )?STEP (\d+)\/(\d+): /;
+
+export class BuildahEngine implements BuildEngine {
+  readonly name = 'buildah';
+  private readonly dirs: { storage: string; run: string; tmp: string; policy: string; registries: string };
+
+  constructor(private readonly options: BuildahOptions) {
+    const base = options.cachedir;
+    this.dirs = {
+      storage: join(base, 'storage'),
+      run: join(base, 'run'),
+      tmp: join(base, 'tmp'),
+      policy: join(base, 'policy.json'),
+      registries: join(base, 'registries.conf'),
+    };
+  }
+
+  async build(build: EngineBuild): Promise<EngineResult> {
+    await this.prepare(build.insecureRegistries);
+    // The result keeps a name per repository and platform and is never removed: `buildah rmi` of a fresh
+    // image also removes the intermediate images of its build, which are the layer cache. The push names
+    // the image by id, so concurrent builds of one repository cannot push each other's result.
+    const local = `localhost/dify-registry-build/${build.destination.replace(/^[^/]+\//, '').replace(/:[^:/]+$/, '')}:${build.platform.replace(/\//g, '-')}`;
+    const scratch = join(this.dirs.tmp, randomBytes(8).toString('hex'));
+    const idFile = `${scratch}.iid`;
+    const dockerfile = `${scratch}.Dockerfile`;
+    let original: string;
+    try {
+      original = await readFile(build.dockerfile, 'utf8');
+    } catch {
+      throw new JobError('DOCKERFILE_INVALID', `no Dockerfile ${build.dockerfile.split('/').slice(-2).join('/')} in the context`);
+    }
+    await writeFile(dockerfile, prepareDockerfile(original, build.buildArgs, build.labels));
+    const started = Date.now();
+    try {
+      build.progress({ phase: 'building' });
+      const bud = await this.run(this.budArgs(build, local, idFile, dockerfile), build, (line) => {
+        const step = STEP.exec(line);
+        if (step) {
+          build.progress({
+            stage: { done: Number(step[1] ?? 1) - 1, total: Number(step[2] ?? 1) },
+            step: { done: Number(step[3]) - 1, total: Number(step[4]) },
+          });
+        }
+      });
+      this.check(bud, build, 'BUILD_FAILED', 'the build failed');
+      const imageId = (await readFile(idFile, 'utf8')).trim();
+      const built = Date.now();
+      build.progress({ phase: 'pushing', stage: { done: 1, total: 1 }, step: { done: 1, total: 1 } });
+      const digestFile = join(this.dirs.tmp, `${randomBytes(8).toString('hex')}.digest`);
+      try {
+        const push = await this.run(
+          ['push', '--signature-policy', this.dirs.policy, ...this.auth(build), '--digestfile', digestFile, imageId, `docker://${build.destination}`],
+          build,
+        );
+        this.check(push, build, 'PUSH_FAILED', 'the push failed');
+        const digest = (await readFile(digestFile, 'utf8')).trim();
+        if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new JobError('PUSH_FAILED', `buildah wrote an unexpected digest: ${digest.slice(0, 100)}`);
+        build.progress({ phase: 'pushed' });
+        return { digest, buildMs: built - started, pushMs: Date.now() - built };
+      } finally {
+        await rm(digestFile, { force: true });
+      }
+    } finally {
+      await rm(idFile, { force: true });
+      await rm(dockerfile, { force: true });
+    }
+  }
+
+  private budArgs(build: EngineBuild, local: string, idFile: string, dockerfile: string): string[] {
+    const args = [
+      'bud',
+      '--isolation', this.options.isolation,
+      '--platform', build.platform,
+      '--layers',
+      '--identity-label=false',
+      `--pull=${PULL_FLAG[this.options.pull]}`,
+      '--signature-policy', this.dirs.policy,
+      ...this.auth(build),
+      '-f', dockerfile,
+      '-t', local,
+      '--iidfile', idFile,
+    ];
+    for (const [name, value] of Object.entries(build.buildArgs)) args.push('--build-arg', `${name}=${value}`);
+    if (build.cacheRepository) args.push('--cache-from', build.cacheRepository, '--cache-to', build.cacheRepository);
+    args.push(build.contextDir);
+    return args;
+  }
+
+  private auth(build: EngineBuild): string[] {
+    return build.authFile ? ['--authfile', build.authFile] : [];
+  }
+
+  /**
+   * One storage per platform: its layers are its own anyway, and two platforms pulling the same base
+   * name into one storage at once race (`locating pulled image ... image not known`).
+   */
+  private globalArgs(platform: string): string[] {
+    const slug = platform.replace(/\//g, '-');
+    return ['--root', join(this.dirs.storage, slug), '--runroot', join(this.dirs.run, slug), '--storage-driver', this.options.storagedriver, '--registries-conf', this.dirs.registries];
+  }
+
+  private run(args: string[], build: EngineBuild, onLine?: (line: string) => void): Promise<ExecResult> {
+    const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: this.dirs.tmp, BUILDAH_LAYERS: 'true' };
+    delete env.BUILDAH_ISOLATION;
+    delete env.CONTAINER_HOST;
+    delete env.REGISTRY_AUTH_FILE;
+    return execStreaming(this.options.path, [...this.globalArgs(build.platform), ...args], {
+      env,
+      signal: build.signal,
+      timeoutMs: build.timeoutMs,
+      onLine: (line) => {
+        build.log(line);
+        onLine?.(line);
+      },
+    });
+  }
+
+  /** Turns a failed run into the job's error: stopped, retryable (infrastructure) or final. */
+  private check(result: ExecResult, build: EngineBuild, code: string, what: string): void {
+    if (result.stopped === 'aborted') throw build.signal.reason ?? new JobError('CANCELLED', 'the build was stopped');
+    if (result.stopped === 'timeout') throw new JobError('BUILD_TIMEOUT', `${what}: stopped after ${Math.round(build.timeoutMs / 1000)} s (builder.timeout)`);
+    if (result.code === 0) return;
+    const text = result.tail.join('\n');
+    const last = [...result.tail].reverse().find((line) => /error/i.test(line)) ?? result.tail.at(-1) ?? `exit ${result.code}`;
+    if (BAD_DOCKERFILE.some((pattern) => pattern.test(text))) throw new JobError('DOCKERFILE_INVALID', `${what}: ${last}`);
+    if (INFRASTRUCTURE.some((pattern) => pattern.test(text))) throw new RetryableJobError(`${what}: ${last}`, { code: 'REGISTRY_UNREACHABLE' });
+    throw new JobError(code, `${what}: ${last}`);
+  }
+
+  /** Directories, a signature policy that accepts what the registry serves, and the insecure registries. */
+  private async prepare(insecure: string[]): Promise<void> {
+    for (const dir of [this.dirs.storage, this.dirs.run, this.dirs.tmp]) await mkdir(dir, { recursive: true });
+    await writeAtomically(this.dirs.policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+    const entries = [...new Set(insecure)].map((location) => `[[registry]]\nlocation = "${location}"\ninsecure = true\n`);
+    // Short names (FROM python:3.12) resolve on Docker Hub, as docker does; mapped bases are fully qualified.
+    await writeAtomically(this.dirs.registries, `unqualified-search-registries = ["docker.io"]\nshort-name-mode = "permissive"\n\n${entries.join('\n')}`);
+  }
+}
+
+/** Concurrent builds write the same small files: each writes its own copy and renames it into place. */
+async function writeAtomically(path: string, content: string): Promise<void> {
+  const temporary = `${path}.${randomBytes(6).toString('hex')}`;
+  await writeFile(temporary, content);
+  await rename(temporary, path);
+}
