@@ -42,6 +42,8 @@ export interface WriterOptions {
 
 export interface StorageDriver {
   readonly name: string;
+  /** True where directories are only key prefixes (S3): a directory goes with its last file, none is left behind. */
+  readonly directoriesArePrefixes?: boolean;
   /** Whole small files (links, state). Throws PathNotFoundError. */
   getContent(path: string): Promise<Buffer>;
   /** Atomic replace: readers see the old or the new content, never a mix or an empty file. */
@@ -64,6 +66,8 @@ export interface StorageDriver {
   delete(path: string): Promise<void>;
   /** Removes one file only (cheaper than `delete` where directories are key prefixes); missing is not an error. */
   deleteFile(path: string): Promise<void>;
+  /** Optional: removes many files in few requests (S3 DeleteObjects); missing files are not an error. */
+  deleteFiles?(paths: string[]): Promise<void>;
   /** A URL a client may fetch the content from directly, or undefined to stream through the registry. */
   redirectURL(path: string, method: 'GET' | 'HEAD'): Promise<string | undefined>;
   /** Checks that the backend answers (readiness). */

@@ -1,6 +1,6 @@
 // Filesystem driver, the embedded default. Every whole-file write is temp file + fsync + rename,
 // so a crash never leaves a truncated link (the failure CNCF Distribution's in-place writes have).
-import { link, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
@@ -19,12 +19,17 @@ export interface FilesystemOptions {
   rootdirectory: string;
 }
 
-/** Temporary files live beside the content (same filesystem, so rename is atomic) but outside any listed tree. */
-const TEMP_DIR = '/_tmp';
+/**
+ * Temporary files live beside the content (same filesystem, so rename is atomic) but outside any listed tree.
+ * Named by random UUIDs; garbage collection removes old ones, which a crash between write and rename left.
+ */
+export const TEMP_DIR = '/_tmp';
 
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
   private readonly root: string;
+  /** A health check has found the root once. */
+  private rootSeen = false;
 
   constructor(options: FilesystemOptions) {
     this.root = options.rootdirectory;
@@ -168,11 +173,23 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   async delete(path: string): Promise<void> {
-    await rm(this.full(path), { recursive: true, force: true });
+    const full = this.full(path);
+    // One system call for what garbage collection removes most: an empty directory (or nothing).
+    try {
+      await rmdir(full);
+      return;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') throw error;
+    }
+    await rm(full, { recursive: true, force: true });
   }
 
   async deleteFile(path: string): Promise<void> {
-    await rm(this.full(path), { force: true });
+    await unlink(this.full(path)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+    });
   }
 
   async redirectURL(): Promise<string | undefined> {
@@ -180,9 +197,15 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   async healthCheck(): Promise<void> {
+    // The root is made by the first check (a fresh install). A root that vanished since (an unmounted
+    // volume, a renamed directory) fails the check: recreating it empty would serve an empty registry.
+    if (this.rootSeen) {
+      if (!(await stat(this.root)).isDirectory()) throw new Error(`storage root ${this.root} is not a directory`);
+    } else await mkdir(this.root, { recursive: true });
     await mkdir(this.full(TEMP_DIR), { recursive: true });
     const probe = await this.writeTemp('ok');
     await rm(probe, { force: true });
+    this.rootSeen = true;
   }
 
   private async writeTemp(content: Buffer | string): Promise<string> {

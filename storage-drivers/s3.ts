@@ -79,6 +79,7 @@ interface ResumeToken {
 
 export class S3Driver implements StorageDriver {
   readonly name = 's3';
+  readonly directoriesArePrefixes = true;
   readonly client: S3Client;
   private readonly presigner: S3Client;
   private readonly prefix: string;
@@ -232,6 +233,19 @@ export class S3Driver implements StorageDriver {
 
   async deleteFile(path: string): Promise<void> {
     await this.call(path, (client) => client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(path) })));
+  }
+
+  /** DeleteObjects, 1000 keys a request (garbage collection removes thousands of blobs and links at once). */
+  async deleteFiles(paths: string[]): Promise<void> {
+    for (let i = 0; i < paths.length; i += 1000) {
+      const chunk = paths.slice(i, i + 1000);
+      const objects = chunk.map((path) => ({ Key: this.key(path) }));
+      const result = await this.call(chunk[0]!, (client) => client.send(new DeleteObjectsCommand({ Bucket: this.options.bucket, Delete: { Objects: objects, Quiet: true } })));
+      const failed = result.Errors ?? [];
+      if (failed.length > 0) {
+        throw new StorageUnavailableError(`s3: could not delete ${failed.length} of ${chunk.length} objects: ${failed[0]!.Key}: ${failed[0]!.Code} ${failed[0]!.Message ?? ''}`);
+      }
+    }
   }
 
   /** Deletes every object whose key starts with `prefix`. */

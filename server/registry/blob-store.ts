@@ -1,10 +1,19 @@
 // Blobs: stored once, content-addressed, and visible in a repository only through its link.
 import type { Readable, Writable } from 'node:stream';
 import { exists, isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
-import { blobUnknown } from './errors.js';
+import { blobUnknown, OciError } from './errors.js';
 import type { ParsedDigest } from './digest.js';
 import { paths } from './paths.js';
 import { cacheKeys, DescriptorCache } from './descriptor-cache.js';
+import { removeFile, removeFiles } from './remove-file.js';
+import type { ReferenceFence } from '../gc/fence.js';
+
+/** Garbage collection deleted the data while it was being linked (server/gc/fence.ts); the link was taken back. */
+export class BlobDataGoneError extends OciError {
+  constructor(digest: string) {
+    super(503, 'UNAVAILABLE', 'garbage collection removed this content while it was being linked; push it again', { digest }, { 'Retry-After': '1' });
+  }
+}
 
 export interface BlobInfo {
   digest: string;
@@ -15,6 +24,8 @@ export class BlobStore {
   constructor(
     private readonly driver: StorageDriver,
     private readonly cache = new DescriptorCache(),
+    /** Garbage collection's writer side: links made while a collection runs are pinned and checked. */
+    private readonly fence?: ReferenceFence,
   ) {}
 
   /** The blob as seen through `name`; BLOB_UNKNOWN unless it is linked there and its data exists. */
@@ -64,6 +75,18 @@ export class BlobStore {
 
   /** Makes stored data visible in `name`. The data must exist. */
   async link(name: string, digest: ParsedDigest): Promise<void> {
+    await this.writeLink(name, digest);
+    if (await this.fence?.protect(name, [digest.digest])) {
+      // A collection is running: an earlier delete batch may have taken the link or the data meanwhile.
+      await this.writeLink(name, digest);
+      if ((await this.statGlobal(digest)) === undefined) {
+        await this.deleteLink(name, digest);
+        throw new BlobDataGoneError(digest.digest);
+      }
+    }
+  }
+
+  private async writeLink(name: string, digest: ParsedDigest): Promise<void> {
     await this.cache.write(cacheKeys.link(name, digest.digest), '1', () => this.driver.putContent(paths.layerLink(name, digest), digest.digest));
   }
 
@@ -83,7 +106,12 @@ export class BlobStore {
     if (from !== undefined && !(await this.isLinked(from, digest))) return undefined;
     const size = await this.statGlobal(digest);
     if (size === undefined) return undefined;
-    await this.link(name, digest);
+    try {
+      await this.link(name, digest);
+    } catch (error) {
+      if (error instanceof BlobDataGoneError) return undefined; // collected meanwhile: the client uploads it
+      throw error;
+    }
     return { digest: digest.digest, size };
   }
 
@@ -93,10 +121,35 @@ export class BlobStore {
     await this.cache.delete([cacheKeys.link(name, digest.digest)], () => this.driver.delete(paths.layer(name, digest)));
   }
 
+  /** Removes the repository's link (no existence check; missing is not an error). */
+  async deleteLink(name: string, digest: ParsedDigest): Promise<void> {
+    await this.cache.delete([cacheKeys.link(name, digest.digest)], () => removeFile(this.driver, paths.layerLink(name, digest)));
+  }
+
+  /** Garbage collection: removes links of the repository, in as few requests as the driver allows. */
+  async deleteLinks(name: string, digests: ParsedDigest[]): Promise<void> {
+    const keys = digests.map((d) => cacheKeys.link(name, d.digest));
+    await this.cache.delete(keys, () => removeFiles(this.driver, digests.map((d) => paths.layerLink(name, d))));
+  }
+
+  /** Garbage collection: removes stored data that no repository links any more. */
+  async deleteData(digests: ParsedDigest[]): Promise<void> {
+    const keys = digests.map((d) => cacheKeys.blobSize(d.digest));
+    await this.cache.delete(keys, () => removeFiles(this.driver, digests.map((d) => paths.blobData(d))));
+  }
+
   /** Stores bytes that were already verified against `digest` (small content such as manifests). */
   async putVerified(digest: ParsedDigest, content: Buffer): Promise<void> {
     const existing = await this.statGlobal(digest);
     if (existing === content.length) return;
-    await this.driver.putContent(paths.blobData(digest), content);
+    await this.storeData(digest, content.length, () => this.driver.putContent(paths.blobData(digest), content));
+  }
+
+  /**
+   * Runs the storage write that puts the blob's data in place, and records its size in the shared cache: after
+   * garbage collection deleted the data, a tombstone would otherwise hide the new copy for a minute.
+   */
+  async storeData(digest: ParsedDigest, size: number, write: () => Promise<void>): Promise<void> {
+    await this.cache.write(cacheKeys.blobSize(digest.digest), String(size), write);
   }
 }

@@ -25,6 +25,9 @@ export const cacheKeys = {
   blobSize: (digest: string) => `blob:${digest}`,
 };
 
+/** Lookups answered by the shared cache and those that went to storage; read by server/metrics. */
+export const descriptorCacheStats = { hits: 0, misses: 0 };
+
 export class DescriptorCache {
   constructor(private readonly backend?: CacheBackend) {}
 
@@ -33,8 +36,15 @@ export class DescriptorCache {
     const backend = this.usable();
     if (!backend) return load();
     const cached = await backend.get(key).catch(() => null);
-    if (cached === TOMBSTONE) return undefined;
-    if (cached !== null) return cached;
+    if (cached === TOMBSTONE) {
+      descriptorCacheStats.hits++;
+      return undefined;
+    }
+    if (cached !== null) {
+      descriptorCacheStats.hits++;
+      return cached;
+    }
+    descriptorCacheStats.misses++;
     const value = await load();
     if (value !== undefined) await backend.set(key, value, VALUE_TTL_MS, true).catch(() => undefined);
     return value;

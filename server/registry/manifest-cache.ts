@@ -5,6 +5,9 @@ export interface CachedManifest {
   mediaType: string;
 }
 
+/** Lookups of every ManifestCache of the process; read by server/metrics. */
+export const manifestCacheStats = { hits: 0, misses: 0 };
+
 export class ManifestCache {
   private readonly entries = new Map<string, CachedManifest>();
   private bytes = 0;
@@ -14,9 +17,10 @@ export class ManifestCache {
   get(digest: string): CachedManifest | undefined {
     const entry = this.entries.get(digest);
     if (entry) {
+      manifestCacheStats.hits++;
       this.entries.delete(digest);
       this.entries.set(digest, entry);
-    }
+    } else manifestCacheStats.misses++;
     return entry;
   }
 

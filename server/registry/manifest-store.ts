@@ -13,11 +13,20 @@ import { assertValidTag, isValidTag } from './names.js';
 import { paths } from './paths.js';
 import type { Descriptor } from './descriptor.js';
 import { cacheKeys, DescriptorCache } from './descriptor-cache.js';
+import { removeFile } from './remove-file.js';
+import type { ReferenceFence } from '../gc/fence.js';
 
 export interface StoredManifest {
   digest: string;
   mediaType: string;
   bytes: Buffer;
+}
+
+export interface ManifestGuards {
+  /** Garbage collection's writer side: revisions written while a collection runs are pinned and checked. */
+  fence?: ReferenceFence;
+  /** The immutable-tag rule that covers `tag` in `name`, described for the error message, if any. */
+  immutableTag?: (name: string, tag: string) => string | undefined;
 }
 
 export class ManifestStore {
@@ -29,6 +38,7 @@ export class ManifestStore {
     private readonly tags: TagStore,
     private readonly referrers: ReferrerStore,
     private readonly descriptors = new DescriptorCache(),
+    private readonly guards: ManifestGuards = {},
   ) {}
 
   async get(name: string, reference: string): Promise<StoredManifest> {
@@ -60,32 +70,73 @@ export class ManifestStore {
     if (options.referencesArrive !== 'later') await this.assertReferencesExist(name, manifest);
 
     const digest = expected ?? parseDigest(manifest.digest)!;
+    const immutable = tag === undefined ? undefined : this.guards.immutableTag?.(name, tag);
+    if (tag && immutable) await this.assertTagUnmoved(name, tag, digest, immutable);
     await this.blobs.putVerified(digest, bytes);
+    await this.writeRevision(name, digest, manifest);
+    const references = [digest.digest, ...manifest.blobs.map((d) => d.digest), ...manifest.manifests.map((d) => d.digest)];
+    if (await this.guards.fence?.protect(name, references)) {
+      // A collection is running: an earlier delete batch may have taken what we wrote or what we reference.
+      await this.driver.putContent(paths.blobData(digest), bytes);
+      await this.writeRevision(name, digest, manifest);
+      if (options.referencesArrive !== 'later') await this.assertReferencesExist(name, manifest);
+    }
+    if (tag && immutable) {
+      const current = await this.tags.create(name, tag, digest);
+      if (current !== undefined && current !== digest.digest) throw immutableTagDenied(tag, immutable);
+    } else if (tag) await this.tags.set(name, tag, digest);
+    this.cache.set(digest.digest, { bytes, mediaType: manifest.mediaType });
+    return { ...manifest, digest: digest.digest };
+  }
+
+  private async writeRevision(name: string, digest: ParsedDigest, manifest: ParsedManifest): Promise<void> {
     await this.descriptors.write(cacheKeys.revision(name, digest.digest), '1', () =>
       this.driver.putContent(paths.revisionLink(name, digest), digest.digest),
     );
     if (manifest.subject) {
       await this.referrers.add(name, parseDigest(manifest.subject.digest)!, this.referrerDescriptor(manifest, digest));
     }
-    if (tag) await this.tags.set(name, tag, digest);
-    this.cache.set(digest.digest, { bytes, mediaType: manifest.mediaType });
-    return { ...manifest, digest: digest.digest };
+  }
+
+  /** An immutable tag may be created, or pushed again with the same manifest, but never moved. */
+  private async assertTagUnmoved(name: string, tag: string, digest: ParsedDigest, rule: string): Promise<void> {
+    const current = await this.tags.resolve(name, tag).catch((error: unknown) => {
+      if (error instanceof OciError && error.code === 'MANIFEST_UNKNOWN') return undefined;
+      throw error;
+    });
+    if (current !== undefined && current.digest !== digest.digest) throw immutableTagDenied(tag, rule);
   }
 
   /** DELETE by digest removes the manifest and every tag on it; DELETE by tag removes only the tag. */
   async delete(name: string, reference: string): Promise<void> {
     const ref = parseReadReference(reference);
     if (!ref.digest) {
+      const rule = this.guards.immutableTag?.(name, ref.tag);
+      if (rule) throw immutableTagDenied(ref.tag, rule);
       await this.tags.delete(name, ref.tag);
       return;
     }
     const digest = ref.digest;
     if (!(await this.hasRevision(name, digest))) throw manifestUnknown(reference);
     const stored = await this.load(digest, reference);
-    for (const tag of await this.tags.pointingAt(name, digest.digest)) await this.tags.delete(name, tag).catch(() => undefined);
+    const tags = await this.tags.pointingAt(name, digest.digest);
+    for (const tag of tags) {
+      const rule = this.guards.immutableTag?.(name, tag);
+      if (rule) throw immutableTagDenied(tag, rule);
+    }
+    for (const tag of tags) await this.tags.delete(name, tag).catch(() => undefined);
     const subject = this.subjectOf(stored.bytes);
     if (subject) await this.referrers.remove(name, subject, digest);
     await this.descriptors.delete([cacheKeys.revision(name, digest.digest)], () => this.driver.delete(paths.revision(name, digest)));
+  }
+
+  /**
+   * Garbage collection: removes an unreferenced revision (its referrers entry first, so the referrers API never
+   * lists a manifest that is gone). Tags are not touched: the collector deletes only revisions no tag names.
+   */
+  async deleteRevision(name: string, digest: ParsedDigest, subject?: ParsedDigest): Promise<void> {
+    if (subject) await this.referrers.remove(name, subject, digest);
+    await this.descriptors.delete([cacheKeys.revision(name, digest.digest)], () => removeFile(this.driver, paths.revisionLink(name, digest)));
   }
 
   private async hasRevision(name: string, digest: ParsedDigest): Promise<boolean> {
@@ -160,6 +211,10 @@ export class ManifestStore {
       return undefined;
     }
   }
+}
+
+function immutableTagDenied(tag: string, rule: string): OciError {
+  return new OciError(403, 'DENIED', `tag "${tag}" is immutable (${rule}); push a new tag instead`, { tag, rule });
 }
 
 /** A manifest reference is a digest when it has a colon (tags cannot), else a tag; both validated. */

@@ -9,6 +9,7 @@ import { UploadStore } from './upload-store.js';
 import { DescriptorCache } from './descriptor-cache.js';
 import type { UploadSessions } from './upload-sessions.js';
 import type { Locks } from '../state/locks.js';
+import { GcFence, type ReferenceFence } from '../gc/fence.js';
 
 export interface RegistryOptions {
   deleteEnabled: boolean;
@@ -18,6 +19,10 @@ export interface RegistryOptions {
     cache: DescriptorCache;
     locks: Locks;
   };
+  /** The immutable-tag rule covering a tag (retention.rules), described for the 403 message. */
+  immutableTag?: (name: string, tag: string) => string | undefined;
+  /** Garbage collection's writer side; by default the marker and pins in this storage (server/gc/fence.ts). */
+  fence?: ReferenceFence;
 }
 
 export class Registry {
@@ -32,11 +37,12 @@ export class Registry {
     readonly options: RegistryOptions,
   ) {
     const cache = options.shared?.cache ?? new DescriptorCache();
-    this.blobs = new BlobStore(driver, cache);
+    const fence = options.fence ?? new GcFence(driver);
+    this.blobs = new BlobStore(driver, cache, fence);
     this.uploads = new UploadStore(driver, this.blobs, options.shared?.sessions);
     this.tags = new TagStore(driver, cache, options.shared?.locks);
     this.referrers = new ReferrerStore(driver);
-    this.manifests = new ManifestStore(driver, this.blobs, this.tags, this.referrers, cache);
+    this.manifests = new ManifestStore(driver, this.blobs, this.tags, this.referrers, cache, { fence, immutableTag: options.immutableTag });
   }
 
   repositories(): Promise<string[]> {

@@ -58,6 +58,40 @@ export class TagStore {
     await this.bumpVersion(name);
   }
 
+  /**
+   * Creates the tag only where it does not exist (immutable tags); returns the digest it already names otherwise.
+   * Two first pushes at once: exactly one creates it.
+   */
+  async create(name: string, tag: string, digest: ParsedDigest): Promise<string | undefined> {
+    let current: string | undefined;
+    await this.exclusively(name, tag, async () => {
+      current = await this.readLink(name, tag);
+      if (current !== undefined) return;
+      try {
+        await this.cache.write(cacheKeys.tag(name, tag), digest.digest, async () => {
+          if (!(await this.driver.putContentIfAbsent(paths.tagLink(name, tag), digest.digest))) throw new TagExistsError();
+        });
+      } catch (error) {
+        if (!(error instanceof TagExistsError)) throw error;
+        current = await this.readLink(name, tag); // the entry was dropped before the write: readers load storage's
+      }
+    });
+    if (current === undefined) await this.bumpVersion(name);
+    return current;
+  }
+
+  /** Retention: deletes the tag only while it still names `digest` (a tag moved since the decision stays). */
+  async deleteIf(name: string, tag: string, digest: string): Promise<boolean> {
+    let deleted = false;
+    await this.exclusively(name, tag, async () => {
+      if ((await this.readLink(name, tag)) !== digest) return;
+      await this.cache.delete([cacheKeys.tag(name, tag)], () => this.driver.delete(paths.tag(name, tag)));
+      deleted = true;
+    });
+    if (deleted) await this.bumpVersion(name);
+    return deleted;
+  }
+
   private async exclusively(name: string, tag: string, update: () => Promise<void>): Promise<void> {
     if (!this.locks) return update();
     const lock = await this.locks.lock(`tag/${name}/${tag}`, TAG_LOCK_WAIT_MS);
@@ -138,3 +172,5 @@ export class TagStore {
     }
   }
 }
+
+class TagExistsError extends Error {}

@@ -7,7 +7,7 @@ import { digestInvalid, OciError, uploadUnknown } from './errors.js';
 import { newHash, type ParsedDigest } from './digest.js';
 import { paths } from './paths.js';
 import type { ByteRange } from './range.js';
-import type { BlobInfo, BlobStore } from './blob-store.js';
+import { BlobDataGoneError, type BlobInfo, type BlobStore } from './blob-store.js';
 import { StorageUploadSessions, type UploadSessions, type UploadState } from './upload-sessions.js';
 
 export type { UploadState };
@@ -62,8 +62,17 @@ export class UploadStore {
         throw digestInvalid('uploaded content does not match the digest', { expected: digest.digest, actual });
       }
       // Content-addressed: when the same bytes are already stored, the upload's copy is simply dropped.
-      if (known === undefined) await this.driver.move(paths.uploadData(state.name, state.id), paths.blobData(digest));
-      await this.blobs.link(state.name, digest);
+      const moveIntoPlace = () =>
+        this.blobs.storeData(digest, state.offset, () => this.driver.move(paths.uploadData(state.name, state.id), paths.blobData(digest)));
+      if (known === undefined) await moveIntoPlace();
+      try {
+        await this.blobs.link(state.name, digest);
+      } catch (error) {
+        // Garbage collection removed the stored copy we were about to reuse: ours takes its place.
+        if (!(error instanceof BlobDataGoneError) || known === undefined) throw error;
+        await moveIntoPlace();
+        await this.blobs.link(state.name, digest);
+      }
       await this.discard(state);
       return { digest: digest.digest, size: state.offset };
     });

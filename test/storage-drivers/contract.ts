@@ -525,6 +525,23 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
         expect((await driver.getContent('/delfile/ab')).toString()).to.equal('3');
       });
 
+      it('deleteFiles (where offered) removes many files only, ignoring missing ones; delete of an empty directory works', async () => {
+        const files = Array.from({ length: 1005 }, (_, i) => `/delmany/${i % 7}/f${i}`);
+        await Promise.all(files.map((file) => driver.putContent(file, 'x')));
+        await driver.putContent('/delmany/keep', 'k');
+        if (driver.deleteFiles) {
+          await driver.deleteFiles([...files, '/delmany/never-there']);
+        } else {
+          for (const file of files) await driver.deleteFile(file);
+        }
+        expectSameSet(await driver.list('/delmany'), driver.directoriesArePrefixes ? ['/delmany/keep'] : ['/delmany/keep', ...[0, 1, 2, 3, 4, 5, 6].map((i) => `/delmany/${i}`)], 'after deleting');
+        if (!driver.directoriesArePrefixes) {
+          for (let i = 0; i < 7; i++) await driver.delete(`/delmany/${i}`);
+          expectSameSet(await driver.list('/delmany'), ['/delmany/keep'], 'after deleting the empty directories');
+        }
+        expect((await driver.getContent('/delmany/keep')).toString()).to.equal('k');
+      });
+
       it('deletes a whole tree, not its name-prefix siblings, and ignores missing paths', async () => {
         await driver.putContent('/del/t/tree/a', 'a');
         await driver.putContent('/del/t/tree/b/c', 'c');
