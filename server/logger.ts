@@ -1,15 +1,28 @@
-// Structured JSON logs with pino; secrets are redacted at the logger so no caller can leak them.
+// Structured logs with pino (JSON, or text with log.formatter); secrets are redacted at the logger so no
+// caller can leak them: known fields by name, free text (messages, errors) by pattern.
 import { pino, type Logger } from 'pino';
 import type { Config } from './config.js';
+import { scrubLogObject, scrubText } from './logging/redact.js';
+import { batchedDestination } from './logging/destination.js';
+import { textLine } from './logging/text-format.js';
 
 export function createLogger(config: Config): Logger {
-  return pino({
+  const options = loggerOptions(config);
+  return pino(options, batchedDestination(config.log.formatter === 'text' ? textLine : undefined));
+}
+
+/** The options of every logger of the registry (tests build one with their own destination). */
+export function loggerOptions(config: Config): pino.LoggerOptions {
+  return {
     level: config.log.level,
     base: { pid: process.pid, ...config.log.fields },
     timestamp: pino.stdTimeFunctions.isoTime,
-    redact: {
-      paths: ['authorization', 'headers.authorization', 'password', '*.password', 'token', '*.token', 'secret', '*.secretkey'],
-      censor: '[redacted]',
+    formatters: { log: scrubLogObject },
+    hooks: {
+      logMethod(args, method) {
+        for (let i = 0; i < args.length; i++) if (typeof args[i] === 'string') args[i] = scrubText(args[i] as string);
+        return method.apply(this, args as Parameters<typeof method>);
+      },
     },
-  });
+  };
 }

@@ -1,44 +1,58 @@
-// One JSON line per request: method, route template, status, bytes, duration, repository, request id.
+// One JSON line per request: method, route template, status, bytes, duration, repository, user, job id,
+// request id. Never the URL or headers: query strings and Authorization carry tokens and credentials.
 import { randomUUID } from 'node:crypto';
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
+import { routeTemplate } from '../metrics/route-template.js';
+import { requestBytes } from './request-bytes.js';
+import { accessLineWriter, type AccessEntry } from '../logging/access-line.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export function accessLog(logger: Logger) {
+  const writeLine = accessLineWriter(logger);
+  const write = (ctx: Context, requestId: string, started: number) => {
+    const entry: AccessEntry = {
+      requestId,
+      method: ctx.method,
+      route: routeTemplate(ctx),
+      status: ctx.status,
+      repository: ctx.state.repository,
+      user: ctx.state.user,
+      jobId: jobIdOf(ctx),
+      bytesIn: requestBytes(ctx),
+      bytesOut: ctx.method === 'HEAD' ? 0 : (ctx.response.length ?? 0),
+      durationMs: performance.now() - started,
+      remote: (ctx.state.clientAddress as string | undefined) ?? ctx.ip,
+      userAgent: ctx.req.headers['user-agent'] || undefined,
+      error: ctx.state.errorCode,
+    };
+    if (ctx.state.internalError) logger.error({ ...entry, err: ctx.state.internalError }, 'request failed');
+    else writeLine(entry);
+  };
   return async function accessLogMiddleware(ctx: Context, next: Next): Promise<void> {
-    const started = process.hrtime.bigint();
-    const incoming = ctx.get('X-Request-Id');
-    const requestId = REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    const started = performance.now();
+    const incoming = ctx.req.headers['x-request-id'];
+    const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     ctx.state.requestId = requestId;
     ctx.set('X-Request-Id', requestId);
-    // Counted on the socket: a 'data' listener on the request would start the body flowing before routes read it.
-    const socket = ctx.req.socket;
-    const bytesReadBefore = socket.bytesRead;
     try {
       await next();
     } finally {
-      const write = () => {
-        const entry = {
-          requestId,
-          method: ctx.method,
-          route: (ctx as { _matchedRoute?: string })._matchedRoute ?? null,
-          status: ctx.status,
-          repository: ctx.state.repository,
-          user: ctx.state.user,
-          bytesIn: socket.bytesRead - bytesReadBefore,
-          bytesOut: ctx.method === 'HEAD' ? 0 : (ctx.response.length ?? 0),
-          durationMs: Number(process.hrtime.bigint() - started) / 1e6,
-          remote: (ctx.state.clientAddress as string | undefined) ?? ctx.ip,
-          userAgent: ctx.get('User-Agent') || undefined,
-          error: ctx.state.errorCode,
-        };
-        if (ctx.state.internalError) logger.error({ ...entry, err: ctx.state.internalError }, 'request failed');
-        else logger.info(entry, 'request');
-      };
       // Streamed bodies are still flowing here: log when the response is done, with real timing.
-      if (ctx.res.writableFinished || !ctx.body || typeof (ctx.body as { pipe?: unknown }).pipe !== 'function') write();
-      else ctx.res.once('close', write);
+      if (ctx.res.writableFinished || !ctx.body || typeof (ctx.body as { pipe?: unknown }).pipe !== 'function') write(ctx, requestId, started);
+      else ctx.res.once('close', () => write(ctx, requestId, started));
     }
   };
+}
+
+const JOB_LOCATION = /\/admin\/v1\/jobs\/([^/?#]+)$/;
+
+/** The job a request created (202 with its Location) or is about (/admin/v1/jobs/<id>...), if any. */
+function jobIdOf(ctx: Context): string | undefined {
+  const set = ctx.state.jobId as string | undefined;
+  if (set) return set;
+  if (ctx.path.startsWith('/admin/v1/jobs/')) return (ctx.params as Record<string, string> | undefined)?.id;
+  if (ctx.status === 202 && ctx.path.startsWith('/admin/')) return JOB_LOCATION.exec(ctx.response.get('Location'))?.[1];
+  return undefined;
 }

@@ -1,5 +1,7 @@
 // Liveness (/healthz) and readiness (/readyz): storage checked in the background on Distribution's
 // health.storagedriver schedule, so probes are cheap and a slow disk never piles up probe requests.
+// Other dependencies (Redis, upstreams) add their own checks; each decides whether its failure makes
+// this process unready or is reported only. The body lists every check and names the failed ones.
 import type Router from '@koa/router';
 import type { Logger } from 'pino';
 import type { StorageDriver } from '../../storage-drivers/driver.js';
@@ -10,11 +12,36 @@ export interface HealthOptions {
   enabled: boolean;
 }
 
+export interface CheckReport {
+  ok: boolean;
+  error?: string;
+  /** A failure that makes this process unready; false for checks shown as information only. */
+  critical?: boolean;
+  [detail: string]: unknown;
+}
+
+export interface ReadinessCheck {
+  readonly name: string;
+  start?(): void;
+  stop?(): void;
+  report(): CheckReport;
+}
+
+export interface ReadinessReport {
+  ready: boolean;
+  checks: Record<string, CheckReport>;
+  /** Checks whose failure makes this process unready. */
+  failed: string[];
+  /** Checks that failed without making it unready (reported only). */
+  degraded: string[];
+}
+
 export class Readiness {
   private failures = 0;
   private lastError: string | undefined;
   private shuttingDown = false;
   private timer: NodeJS.Timeout | undefined;
+  private readonly checks: ReadinessCheck[] = [];
 
   constructor(
     private readonly driver: StorageDriver,
@@ -22,7 +49,13 @@ export class Readiness {
     private readonly logger: Logger,
   ) {}
 
+  /** Adds a dependency's check; started and stopped with this. */
+  add(check: ReadinessCheck): void {
+    this.checks.push(check);
+  }
+
   start(): void {
+    for (const check of this.checks) check.start?.();
     if (!this.options.enabled) return;
     void this.check();
     this.timer = setInterval(() => void this.check(), this.options.intervalMs);
@@ -32,6 +65,7 @@ export class Readiness {
   stop(): void {
     this.shuttingDown = true;
     if (this.timer) clearInterval(this.timer);
+    for (const check of this.checks) check.stop?.();
   }
 
   async check(): Promise<void> {
@@ -47,15 +81,21 @@ export class Readiness {
     }
   }
 
-  report(): { ready: boolean; checks: Record<string, { ok: boolean; error?: string }> } {
+  report(): ReadinessReport {
     const storageOk = this.failures < this.options.threshold;
-    return {
-      ready: storageOk && !this.shuttingDown,
-      checks: {
-        storage: storageOk ? { ok: true } : { ok: false, error: this.lastError },
-        shutdown: this.shuttingDown ? { ok: false, error: 'shutting down' } : { ok: true },
-      },
+    const checks: Record<string, CheckReport> = {
+      storage: storageOk ? { ok: true } : { ok: false, critical: true, error: this.lastError },
     };
+    for (const check of this.checks) checks[check.name] = check.report();
+    checks.shutdown = this.shuttingDown ? { ok: false, critical: true, error: 'shutting down' } : { ok: true };
+    const failed: string[] = [];
+    const degraded: string[] = [];
+    for (const [name, report] of Object.entries(checks)) {
+      if (report.ok) continue;
+      if (report.critical === false) degraded.push(name);
+      else failed.push(name);
+    }
+    return { ready: failed.length === 0, checks, failed, degraded };
   }
 }
 

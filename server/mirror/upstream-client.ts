@@ -42,6 +42,8 @@ export interface UpstreamClientOptions {
   onRetry?: (event: RetryEvent & { operation: string }) => void;
   /** A blob stream picked up again at `offset` after a lost connection. */
   onResume?: (event: { operation: string; offset: number }) => void;
+  /** Every request's outcome (the upstream's status, or a network error; not our own aborts): its health. */
+  onExchange?: (outcome: { status: number } | { error: unknown }) => void;
 }
 
 export interface CallOptions {
@@ -307,20 +309,27 @@ export class UpstreamClient {
   }
 
   private async exchange(method: 'GET' | 'HEAD', url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<ExchangeResponse> {
-    const res = await exchange({
-      method,
-      url,
-      headers,
-      signal,
-      connectTimeoutMs: this.connectTimeoutMs,
-      responseTimeoutMs: this.responseTimeoutMs,
-      agents: this.agents,
-    });
+    let res: ExchangeResponse;
+    try {
+      res = await exchange({
+        method,
+        url,
+        headers,
+        signal,
+        connectTimeoutMs: this.connectTimeoutMs,
+        responseTimeoutMs: this.responseTimeoutMs,
+        agents: this.agents,
+      });
+    } catch (error) {
+      if (!signal?.aborted) this.options.onExchange?.({ error });
+      throw error;
+    }
     const rateLimit = parseRateLimit(res.headers);
     if (rateLimit) {
       this.lastRateLimit = rateLimit;
       this.options.onRateLimit?.(rateLimit);
     }
+    this.options.onExchange?.({ status: res.status });
     return res;
   }
 
@@ -336,7 +345,9 @@ export class UpstreamClient {
     let code = oci.code ?? `HTTP_${status}`;
     if (status === 429 && !oci.code) code = 'TOOMANYREQUESTS';
     if (status === 401 && !oci.code) code = 'UNAUTHORIZED';
-    const message = oci.message ?? (body.length > 0 && body.length < 500 ? body.toString('utf8').trim() : `HTTP ${status}`);
+    // A non-OCI body (a proxy's XML, a CDN's HTML page) as one short line: it ends up in job logs.
+    const text = body.toString('utf8').replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
+    const message = oci.message ?? (text ? (text.length > 200 ? `${text.slice(0, 200)}...` : text) : `HTTP ${status}`);
     return new UpstreamError(`${status} ${code}: ${message}`, {
       status,
       code,

@@ -1,0 +1,123 @@
+// Request metrics: count, duration, bytes in and out by route template, method and status; requests and
+// uploads in flight. Measured when the response is done, so streamed blobs count their whole transfer.
+// On every request: plain-number counters (fast-metrics.ts), read by the registry at scrape time.
+import type { Context, Next } from 'koa';
+import { Gauge } from 'prom-client';
+import { FastCounter, FastHistogram, type CounterChild, type HistogramChild } from './fast-metrics.js';
+import { metricsRegistry } from './registry.js';
+import { methodLabel, routeTemplate, templateOfPath } from './route-template.js';
+import { requestBytes } from '../http/request-bytes.js';
+
+const registers = [metricsRegistry];
+
+const requests = new FastCounter({
+  name: 'registry_http_requests_total',
+  help: 'HTTP requests answered, by method, route template and status code.',
+  labelNames: ['method', 'route', 'status'] as const,
+  registers,
+});
+
+const duration = new FastHistogram({
+  name: 'registry_http_request_duration_seconds',
+  help: 'Time from the request to the last byte of the response, by method, route template and status code.',
+  labelNames: ['method', 'route', 'status'] as const,
+  // Manifests take milliseconds, layers minutes.
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+  registers,
+});
+
+const receivedBytes = new FastCounter({
+  name: 'registry_http_request_bytes_total',
+  help: 'Request bytes received (request line, headers and body, as read from the connection), by method and route template.',
+  labelNames: ['method', 'route'] as const,
+  registers,
+});
+
+const sentBytes = new FastCounter({
+  name: 'registry_http_response_bytes_total',
+  help: 'Response body bytes sent, by method and route template.',
+  labelNames: ['method', 'route'] as const,
+  registers,
+});
+
+const now = { requests: 0, uploads: 0 };
+
+new Gauge({
+  name: 'registry_http_requests_in_flight',
+  help: 'Requests being served now.',
+  registers,
+  collect() {
+    this.set(now.requests);
+  },
+});
+
+new Gauge({
+  name: 'registry_uploads_in_progress',
+  help: 'Blob upload requests sending data now (PATCH, the final PUT, monolithic POST).',
+  registers,
+  collect() {
+    this.set(now.uploads);
+  },
+});
+
+interface Children {
+  requests: CounterChild;
+  duration: HistogramChild;
+  receivedBytes: CounterChild;
+  sentBytes: CounterChild;
+}
+
+/** Per (method, route, status): the four children, found with one lookup. */
+const children = new Map<string, Children>();
+
+function childrenOf(method: string, route: string, status: number): Children {
+  const key = `${method} ${route} ${status}`;
+  let found = children.get(key);
+  if (!found) {
+    const code = String(status);
+    found = {
+      requests: requests.child(method, route, code),
+      duration: duration.child(method, route, code),
+      receivedBytes: receivedBytes.child(method, route),
+      sentBytes: sentBytes.child(method, route),
+    };
+    children.set(key, found);
+  }
+  return found;
+}
+
+const UPLOAD_ROUTES = new Set(['/v2/*name/blobs/uploads/', '/v2/*name/blobs/uploads/:id']);
+
+function isUpload(ctx: Context): boolean {
+  const method = ctx.method;
+  if (method !== 'PATCH' && method !== 'PUT' && method !== 'POST') return false;
+  return UPLOAD_ROUTES.has(templateOfPath(ctx.path)) && (method !== 'POST' || ctx.querystring.includes('digest='));
+}
+
+export function httpMetrics() {
+  return async function httpMetricsMiddleware(ctx: Context, next: Next): Promise<void> {
+    const started = performance.now();
+    const upload = isUpload(ctx);
+    now.requests++;
+    if (upload) now.uploads++;
+    let recorded = false;
+    const record = () => {
+      if (recorded) return;
+      recorded = true;
+      now.requests--;
+      if (upload) now.uploads--;
+      const found = childrenOf(methodLabel(ctx.method), routeTemplate(ctx), ctx.status);
+      found.requests.value++;
+      found.duration.observe((performance.now() - started) / 1000);
+      found.receivedBytes.value += requestBytes(ctx);
+      if (ctx.method !== 'HEAD' && ctx.status !== 304) found.sentBytes.value += ctx.response.length ?? 0;
+    };
+    try {
+      await next();
+    } finally {
+      // Streamed bodies are still flowing here: record when the response is done.
+      if (ctx.res.writableFinished || !ctx.body || typeof (ctx.body as { pipe?: unknown }).pipe !== 'function') record();
+      else ctx.res.once('close', record);
+    }
+  };
+}
