@@ -12,6 +12,7 @@ packages=(
   ceph-mon ceph-osd radosgw ceph-common    # a real S3 (RADOS Gateway) for the S3 driver tests
   golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev   # render the Helm chart (test/helm-render)
   mmdebstrap                               # a Debian base for building the Dockerfile (no Docker Hub)
+  git                                      # the builder fetches sources with Debian's git
   ca-certificates curl openssl
 )
 missing=()

@@ -20,11 +20,22 @@ import { connectRedis } from './state/redis.js';
 import { RedisLocks, StorageLocks, type Locks } from './state/locks.js';
 import { sharedRegistryState } from './state/shared-registry-state.js';
 import { AdminService } from './admin/admin-service.js';
+import { immutableTagCheck } from './gc/retention.js';
 import { PullThroughRules } from './mirror/pullthrough-rules.js';
 import { PullThrough } from './mirror/pullthrough.js';
 import { namespaceRewrite, pullThrough } from './distribution/pullthrough-middleware.js';
 import { clientAddress, TrustedProxies } from './http/client-address.js';
 import { rateLimits } from './http/rate-limit.js';
+import cluster from 'node:cluster';
+import { metricsRoute, metricsSettings, startMetrics } from './metrics/setup.js';
+import { httpMetrics } from './metrics/http-metrics.js';
+import { instrumentDriver } from './metrics/storage-metrics.js';
+import { watchRedis, watchUpstreams } from './metrics/dependency-metrics.js';
+import { startDebugServer } from './metrics/debug-server.js';
+import { scrape } from './metrics/scrape.js';
+import { RedisCheck } from './health/redis-check.js';
+import { upstreamsCheck } from './health/upstreams-check.js';
+import { Notifier } from './notifications/notifier.js';
 
 export interface App {
   koa: Koa;
@@ -38,12 +49,16 @@ export interface App {
 }
 
 export async function createApp(config: Config, logger: Logger): Promise<App> {
-  const driver = await createStorageDriver(config);
+  // With metrics off (http.metrics and http.debug.prometheus), nothing is measured at all.
+  const metrics = metricsSettings(config);
+  if (metrics.enabled) startMetrics();
+  const driver = metrics.enabled ? instrumentDriver(await createStorageDriver(config)) : await createStorageDriver(config);
   const shared = config.redis ? connectRedis(config.redis, logger) : undefined;
   const locks: Locks = shared ? new RedisLocks(shared) : new StorageLocks(driver);
   const purging = config.storage.maintenance.uploadpurging;
   const registry = new Registry(driver, {
     deleteEnabled: config.storage.delete.enabled,
+    immutableTag: immutableTagCheck(config.retention.rules),
     shared: shared && sharedRegistryState(shared, driver, {
       // A session idle for longer than the purge age is gone anyway; keep Redis from holding it longer.
       uploadTtlMs: durationMs(purging.age),
@@ -59,15 +74,28 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
     },
     logger,
   );
+  const redisHealth = config.health.redis ?? { enabled: true, interval: '10s', threshold: 3, readiness: 'partition' as const };
+  if (shared && redisHealth.enabled) {
+    const options = { intervalMs: durationMs(redisHealth.interval), threshold: redisHealth.threshold, readiness: redisHealth.readiness };
+    readiness.add(new RedisCheck(shared, driver, options, logger));
+  }
+  // What metrics read at scrape time from this app; forgotten when it closes.
+  const unwatch: Array<() => void> = [];
+  if (shared && metrics.enabled) unwatch.push(watchRedis(shared));
 
   const koa = new Koa({ proxy: false });
   koa.silent = true; // errors are logged once, by the access log
-  koa.use(accessLog(logger));
+  if (metrics.enabled) koa.use(httpMetrics());
+  if (!config.log.accesslog?.disabled) koa.use(accessLog(logger));
+  // Events are built once the response is decided, and delivered in the background.
+  const notifier = Notifier.fromConfig(config, registry, logger);
+  if (notifier) koa.use(notifier.middleware());
   koa.use(staticHeaders(config.http.headers));
   koa.use(ociErrors);
 
   const ops = new Router();
   healthRoutes(ops, readiness);
+  if (metrics.mainPath) metricsRoute(ops, metrics.mainPath, logger);
   koa.use(ops.routes());
 
   koa.use(async (ctx, next) => {
@@ -84,6 +112,8 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   if (limits) koa.use(limits.perClient);
 
   const admin = new AdminService(config, { driver, registry, locks, shared, logger });
+  readiness.add(upstreamsCheck(admin.pool.health));
+  if (metrics.enabled) unwatch.push(watchUpstreams(admin.pool.health));
   const pullThroughRules = PullThroughRules.fromConfig(config, admin.pool.upstreams);
   if (pullThroughRules.enabled) koa.use(namespaceRewrite(pullThroughRules));
 
@@ -124,13 +154,18 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
           logger,
         )
       : () => undefined;
+    // In a cluster, the primary serves http.debug.addr with every worker's metrics (server/metrics/primary.ts).
+    const stopDebug = metrics.debug && !cluster.isWorker ? startDebugServer(metrics.debug.addr, metrics.debug.path, scrape, logger) : undefined;
     return () => {
       readiness.stop();
       stopPurging();
       stopSync?.();
+      void stopDebug?.();
     };
   };
   const close = async () => {
+    for (const stop of unwatch) stop();
+    await notifier?.close();
     await admin.close();
     await shared?.close();
   };

@@ -6,15 +6,20 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
 const duration = z.union([z.number().nonnegative(), z.string().regex(/^\d+(ms|s|m|h)$/, 'a duration such as 500ms, 10s, 5m or 1h')]);
+/** Ours, for ages counted in days (garbage collection, retention): also `30d`. */
+const longDuration = z.union([z.number().nonnegative(), z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration such as 30s, 1h or 30d')]);
 
 const schema = z.strictObject({
   version: z.union([z.string(), z.number()]).optional(),
   log: z
     .strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
-      formatter: z.enum(['json']).default('json'),
+      /** Distribution's: json (one object a line, for log pipelines) or text (key=value, for people). */
+      formatter: z.enum(['json', 'text']).default('json'),
       /** Static fields added to every log line (Distribution's log.fields). */
       fields: z.record(z.string(), z.unknown()).default({}),
+      /** Distribution's: `disabled: true` turns the access log (one line per request) off. */
+      accesslog: z.strictObject({ disabled: z.boolean().default(false) }).optional(),
     })
     .prefault({}),
   http: z
@@ -30,6 +35,22 @@ const schema = z.strictObject({
       draintimeout: duration.default('30s'),
       headers: z.record(z.string(), z.union([z.string(), z.array(z.string())])).default({}),
       tls: z.strictObject({ certificate: z.string(), key: z.string() }).optional(),
+      /** Distribution's debug server: a second listener for operators; `prometheus` serves metrics there. */
+      debug: z
+        .strictObject({
+          addr: z.string(),
+          prometheus: z
+            .strictObject({ enabled: z.boolean().default(false), path: z.string().regex(/^\//, 'a path such as /metrics').default('/metrics') })
+            .prefault({}),
+        })
+        .optional(),
+      /**
+       * Ours: Prometheus metrics on the main port too (on by default; off leaves them to http.debug). With
+       * both off, requests are not measured at all.
+       */
+      metrics: z
+        .strictObject({ enabled: z.boolean().default(true), path: z.string().regex(/^\//, 'a path such as /metrics').default('/metrics') })
+        .optional(),
     })
     .prefault({}),
   storage: z
@@ -227,11 +248,147 @@ const schema = z.strictObject({
   proxy: z
     .strictObject({ remoteurl: z.url(), username: z.string().optional(), password: z.string().optional(), ttl: duration.default('10m') })
     .optional(),
+  /** Ours: online garbage collection (server/gc). */
+  gc: z
+    .strictObject({
+      /** Scheduled runs in the registry (one at a time across replicas); admin and CLI runs work either way. */
+      enabled: z.boolean().default(false),
+      interval: longDuration.default('24h'),
+      /** Content younger than this (by storage modification time) is kept, referenced or not. */
+      graceperiod: longDuration.default('1h'),
+      dryrun: z.boolean().default(false),
+      /** `keep` manifests no tag reaches, or delete them once they are older than this duration. */
+      untagged: z.union([z.literal('keep'), longDuration]).default('keep'),
+      /**
+       * Storage operations a run keeps in flight: more finish sooner, fewer leave more of the process (on the
+       * filesystem its thread pool of 4) and the storage to pulls.
+       */
+      concurrency: z.number().int().min(1).max(64).default(2),
+    })
+    .prefault({}),
+  /** Ours: tag retention and immutable tags per repository glob; the first rule whose glob matches applies. */
+  retention: z
+    .strictObject({
+      rules: z
+        .array(
+          z.strictObject({
+            repository: z.string().min(1),
+            /** Keep the N most recently pushed tags (push time: the tag link's modification time). */
+            keeplast: z.number().int().min(0).optional(),
+            /** Tag globs (`*`, `?`) that are always kept. */
+            keeptags: z.array(z.string().min(1)).default([]),
+            /** Delete tags pushed longer ago than this (without it, keeplast alone deletes every older tag). */
+            deleteolderthan: longDuration.optional(),
+            /** Tag globs that a push may create but never move, and that neither DELETE nor retention removes. */
+            immutable: z.array(z.string().min(1)).default([]),
+          }),
+        )
+        .default([]),
+    })
+    .prefault({}),
+  /** Ours: server-side image builds (POST /admin/v1/builds): buildah per platform, queued per platform. */
+  builder: z
+    .strictObject({
+      /** This process accepts builds (admin API) and assembles them; a `worker` process needs only `platforms`. */
+      enabled: z.boolean().default(false),
+      /** What this process builds, natively or under qemu; [] for a server whose workers build. Also comma-separated. */
+      platforms: z
+        .preprocess(
+          (value) => (typeof value === 'string' ? value.split(',').map((p) => p.trim()).filter(Boolean) : value),
+          z.array(z.string().regex(/^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/, 'a platform such as linux/amd64 or linux/arm64')),
+        )
+        .default(['linux/amd64', 'linux/arm64']),
+      engine: z.enum(['buildah']).default('buildah'),
+      /** The engine's storage: the layer cache, kept between builds. Contexts are unpacked below it too. */
+      cachedir: z.string().default('/var/lib/dify-registry/builder'),
+      /** This registry as the engine reaches it (push, pull); default: http.host, else http.addr on loopback. */
+      registry: z.url().optional(),
+      /** Base images replaced by others, e.g. `python:3.12-slim-bookworm` -> `registry.local:5000/library/python:3.12-slim-bookworm`. */
+      baseimages: z.record(z.string(), z.string()).default({}),
+      /** Build args of every build (package mirrors such as DEBIAN_MIRROR or PIP_INDEX_URL), below a request's own. */
+      buildargs: z.record(z.string(), z.string()).default({}),
+      /**
+       * Also keep the layer cache in this registry (`<repository>/buildcache`, buildah --cache-to/--cache-from),
+       * so every worker of a platform shares it. Off by default: buildah 1.28 pushes every step, cached or not,
+       * which about doubles a cold build; the local cache in cachedir already survives between builds.
+       */
+      remotecache: z.boolean().default(false),
+      /** Builds of one platform this process runs at once. */
+      concurrency: z.number().int().min(1).max(16).default(1),
+      /** A platform build that takes longer is stopped and fails. */
+      timeout: duration.default('3h'),
+      /** Tries in all after infrastructure failures (git or registry unreachable, a lost worker); never after a failing RUN. */
+      attempts: z.number().int().min(1).max(10).default(3),
+      /** First retry delay; doubles with every attempt. */
+      backoff: duration.default('10s'),
+      buildah: z
+        .strictObject({
+          path: z.string().default('buildah'),
+          /** vfs works everywhere; overlay is much faster where the kernel allows it. */
+          storagedriver: z.string().default('vfs'),
+          isolation: z.enum(['chroot', 'oci', 'rootless']).default('chroot'),
+          /** Base images: pull when the registry has a newer one (default), always, only when missing, never. */
+          pull: z.enum(['newer', 'always', 'missing', 'never']).default('newer'),
+        })
+        .prefault({}),
+      git: z.strictObject({ path: z.string().default('git') }).prefault({}),
+      /** Largest uploaded build context (POST /admin/v1/contexts), in bytes. */
+      maxcontextsize: z.number().int().min(1).default(1024 * 1024 * 1024),
+      /** Recipes directory; the recipes shipped in builder/recipes by default. */
+      recipes: z.string().optional(),
+    })
+    .prefault({}),
+  /** Distribution's webhooks: push, pull and delete events to each endpoint, queued in memory, retried. */
+  notifications: z
+    .strictObject({
+      /** Accepted for Distribution compatibility. */
+      events: z.strictObject({ includereferences: z.boolean().default(false) }).optional(),
+      endpoints: z
+        .array(
+          z.strictObject({
+            name: z.string().min(1),
+            disabled: z.boolean().default(false),
+            url: z.url(),
+            headers: z.record(z.string(), z.union([z.string(), z.array(z.string())])).default({}),
+            /** One delivery attempt at most this long. */
+            timeout: duration.default('1s'),
+            /** Failures in a row after which the endpoint is reported down (and logged once). */
+            threshold: z.number().int().min(1).default(10),
+            /** The first wait after a failure; doubles per failure in a row, up to a minute. */
+            backoff: duration.default('1s'),
+            ignoredmediatypes: z.array(z.string()).default([]),
+            ignore: z
+              .strictObject({
+                mediatypes: z.array(z.string()).default([]),
+                actions: z.array(z.enum(['push', 'pull', 'delete', 'mount'])).default([]),
+              })
+              .prefault({}),
+            /** Ours: events held for this endpoint at most; beyond it the oldest are dropped (and counted). */
+            queuesize: z.number().int().min(1).default(1000),
+          }),
+        )
+        .default([]),
+    })
+    .optional(),
   health: z
     .strictObject({
       storagedriver: z
         .strictObject({ enabled: z.boolean().default(true), interval: duration.default('10s'), threshold: z.number().int().min(1).default(3) })
         .prefault({}),
+      /** Ours: Redis (when redis.* is set) as a readiness check; see server/health/redis-check.ts for `readiness`. */
+      redis: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          interval: duration.default('10s'),
+          threshold: z.number().int().min(1).default(3),
+          /**
+           * partition (default): unready only when other replicas reach Redis and this one cannot; a Redis
+           * outage of every replica leaves them ready (pulls work without Redis). always: unready whenever
+           * Redis is unreachable. never: reported only.
+           */
+          readiness: z.enum(['partition', 'always', 'never']).default('partition'),
+        })
+        .optional(),
     })
     .prefault({}),
 });
@@ -339,8 +496,8 @@ function formatIssues(error: z.ZodError): string {
 
 export function durationMs(value: number | string): number {
   if (typeof value === 'number') return value / 1e6; // Distribution reads bare numbers as nanoseconds
-  const match = /^(\d+)(ms|s|m|h)$/.exec(value)!;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 'ms' | 's' | 'm' | 'h'];
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(value)!;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
   return Number(match[1]) * unit;
 }
 

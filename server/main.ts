@@ -11,6 +11,15 @@ if (process.argv[2] === 'mirror') {
   const { runMirrorCommand } = await import('./cli/mirror-command.js');
   process.exit(await runMirrorCommand(process.argv.slice(3)));
 }
+if (process.argv[2] === 'build') {
+  const { runBuildCommand } = await import('./cli/build-command.js');
+  process.exit(await runBuildCommand(process.argv.slice(3)));
+}
+// Garbage collection runs in this process against the configured storage, with its own options.
+if (process.argv[2] === 'gc') {
+  const { runGcCommand } = await import('./gc/cli.js');
+  process.exit(await runGcCommand(process.argv.slice(3)));
+}
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -22,6 +31,11 @@ const USAGE = `usage: dify-registry [serve] [--config FILE]
   serve      run the registry (default)
   mirror     mirror upstream tags through a running registry's admin API
              (dify-registry mirror --help; REGISTRY_URL, REGISTRY_USERNAME, REGISTRY_PASSWORD)
+  gc         collect garbage in the configured storage now, while registries serve it
+             (dify-registry gc --help; --dry-run, --grace-period 1h)
+  worker     build images for builder.platforms, taking the work from Redis (no HTTP)
+  build      build an image (e.g. the dify-api recipe) through a running registry's admin API
+             (dify-registry build --help; REGISTRY_URL, REGISTRY_USERNAME, REGISTRY_PASSWORD)
 
 Configuration: a YAML file (--config or REGISTRY_CONFIGURATION_PATH), overridden by
 REGISTRY_<SECTION>_<KEY> environment variables (e.g. REGISTRY_HTTP_ADDR=:5000).`;
@@ -32,7 +46,7 @@ async function main(): Promise<void> {
     return;
   }
   const command = positionals[0] ?? 'serve';
-  if (command !== 'serve') {
+  if (command !== 'serve' && command !== 'worker') {
     console.error(`unknown command: ${command}\n\n${USAGE}`);
     process.exit(2);
   }
@@ -46,9 +60,33 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  if (command === 'worker') return buildWorker(config);
   const workers = workerCount(config);
   if (workers > 1 && cluster.isPrimary) return supervise(config, workers);
   return serveInThisProcess(config);
+}
+
+/** `worker`: build work only; stops taking work on SIGTERM and lets its builds be interrupted. */
+async function buildWorker(config: Config): Promise<void> {
+  const logger = createLogger(config);
+  const { startWorker, WorkerConfigError } = await import('../builder/worker.js');
+  let worker: Awaited<ReturnType<typeof startWorker>>;
+  try {
+    worker = await startWorker(config, logger);
+  } catch (error) {
+    if (error instanceof WorkerConfigError) {
+      console.error(error.message);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const stop = async (signal: string) => {
+    logger.info({ signal }, 'stopping build worker');
+    await worker.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
 }
 
 async function serveInThisProcess(config: Config): Promise<void> {
@@ -74,6 +112,11 @@ function supervise(config: Config, workers: number): void {
   // Counted here: cluster.workers may still list a worker in its own 'exit' event.
   const alive = new Set<number>();
   const fork = () => alive.add(cluster.fork().id);
+  // A scrape of any worker, or of http.debug.addr (served here), returns the merged metrics of all workers.
+  void import('./metrics/primary.js').then(
+    ({ startClusterMetrics }) => startClusterMetrics(config, logger),
+    (error: unknown) => logger.error({ err: error }, 'metrics unavailable'),
+  );
   for (let i = 0; i < workers; i++) fork();
   cluster.on('listening', (worker) => listened.add(worker.id));
   cluster.on('exit', (worker, code, signal) => {

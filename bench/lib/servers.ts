@@ -27,6 +27,8 @@ export interface OursOptions {
   labelSuffix?: string;
   /** More top-level config sections (e.g. `redis`). */
   extraConfig?: Record<string, unknown>;
+  /** More `http` keys beside the address and workers (e.g. `metrics`). */
+  http?: Record<string, unknown>;
 }
 
 function cleanEnv(dropAws = false): NodeJS.ProcessEnv {
@@ -135,7 +137,7 @@ export class ServerHandle {
     const config = {
       version: 0.1,
       log: { level: options.logLevel },
-      http: { addr: hostPort, workers: options.workers },
+      http: { addr: hostPort, workers: options.workers, ...options.http },
       storage: options.storage ?? { filesystem: { rootdirectory: join(dir, 'data') }, delete: { enabled: true }, cache: { blobdescriptor: 'inmemory' } },
       ...options.extraConfig,
     };
