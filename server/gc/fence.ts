@@ -17,7 +17,9 @@
 //    rather than leaving a reference to nothing). Each side writes before it reads the other's record, so at
 //    least one of them sees the other (storage reads after writes are consistent, on S3 too).
 // The marker expires unless renewed, so a collector that died releases writers after MARKER_TTL_MS at most;
-// a collector stops deleting when it could not renew its marker in time.
+// a collector stops deleting when it could not renew its marker in time. A run that ends leaves its marker
+// (not deleting, no longer renewed) until it expires: a writer that wrote its reference just before the last
+// delete and reads the marker just after the end still checks what it references.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
@@ -145,8 +147,8 @@ export class FenceRun {
 
   async end(): Promise<void> {
     clearInterval(this.renewal);
-    await this.writes.catch(() => undefined);
-    await this.driver.deleteFile(MARKER);
+    this.deleting = false;
+    await this.write();
     await clearPins(this.driver);
   }
 

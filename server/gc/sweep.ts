@@ -91,7 +91,6 @@ export async function sweepRepository(ctx: SweepContext, mark: RepositoryMark): 
     }
   }
 
-  // Directories whose link is gone (a crash between the two deletes of an earlier run) hold nothing.
   const deletedRevisions = new Set<string>();
   const decided = new Set<string>();
   for (;;) {
@@ -103,6 +102,7 @@ export async function sweepRepository(ctx: SweepContext, mark: RepositoryMark): 
       const parsed = parseDigest(digest)!;
       const age = await modTime(driver, paths.revisionLink(name, parsed));
       if (age === undefined) {
+        // Gone meanwhile, or a directory left without its link by a crash of an earlier run: it holds nothing.
         deletedRevisions.add(digest);
         await removeEmptyDir(ctx, paths.revision(name, parsed));
         return;

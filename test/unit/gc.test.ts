@@ -21,6 +21,7 @@ import { StorageLocks } from '../../server/state/locks.js';
 import { DescriptorCache, type CacheBackend } from '../../server/registry/descriptor-cache.js';
 import { StorageUploadSessions } from '../../server/registry/upload-sessions.js';
 import { pino } from 'pino';
+import { runGcCommand } from '../../server/gc/cli.js';
 import { rejectsOci, rejectsWith, tempDir } from './support.js';
 
 const HOUR = 3_600_000;
@@ -393,7 +394,8 @@ describe('garbage collection', () => {
     } finally {
       await run.end();
     }
-    expect(await fence.protect('r', ['sha256:' + 'd'.repeat(64)])).to.equal(false);
+    // Right after a run, writers still check (a delete may have landed between their write and their read).
+    expect(await fence.protect('r', ['sha256:' + 'd'.repeat(64)])).to.equal(true);
   });
 
   // --- retention and immutable tags ----------------------------------------------------------------
@@ -477,5 +479,37 @@ describe('garbage collection', () => {
     }
     const report = await service().run({ dryRun: true });
     expect(report.dryRun).to.equal(true);
+  });
+
+  it('dify-registry gc runs in its own process against the configured storage and prints the report', async () => {
+    const m = await image('cli', 'v1', [await blob('cli')]);
+    await registry.manifests.delete('cli', 'v1');
+    await ageAll(2 * HOUR);
+    const configFile = join(root, '..', `${root.split('/').pop()}.yml`);
+    await writeFile(configFile, `storage:\n  filesystem:\n    rootdirectory: ${root}\ngc:\n  untagged: 0s\n`);
+    const printed: string[] = [];
+    const log = console.log;
+    const error = console.error;
+    const errors: string[] = [];
+    console.log = (line: string) => void printed.push(line);
+    console.error = (line: string) => void errors.push(line);
+    const stderr = process.stderr.write.bind(process.stderr);
+    process.stderr.write = (() => true) as typeof process.stderr.write;
+    try {
+      expect(await runGcCommand(['--config', configFile, '--dry-run'])).to.equal(0);
+      expect((JSON.parse(printed.pop()!) as GcReport).kinds.manifests.deleted).to.equal(1);
+      expect(await hasRevision('cli', m.digest)).to.equal(true);
+      expect(await runGcCommand(['--config', configFile, '--grace-period', '0s', '--concurrency', '4'])).to.equal(0);
+      const report = JSON.parse(printed.pop()!) as GcReport;
+      expect(report.dryRun).to.equal(false);
+      expect(report.kinds.blobs.deleted).to.equal(3);
+      expect(await storedBlobs()).to.deep.equal([]);
+      expect(await runGcCommand(['--config', configFile, '--grace-period', 'soon'])).to.equal(2);
+      expect(errors.join('\n')).to.include('--grace-period');
+    } finally {
+      console.log = log;
+      console.error = error;
+      process.stderr.write = stderr;
+    }
   });
 });
