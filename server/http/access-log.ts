@@ -12,7 +12,10 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export function accessLog(logger: Logger) {
   const writeLine = accessLineWriter(logger);
   const write = (ctx: Context, requestId: string, started: number) => {
-    const entry: AccessEntry = {
+    // Only the timing and the connection's byte count change after this: the rest is read at format time.
+    const durationMs = performance.now() - started;
+    const bytesIn = requestBytes(ctx);
+    const entry = (): AccessEntry => ({
       requestId,
       method: ctx.method,
       route: routeTemplate(ctx),
@@ -20,14 +23,14 @@ export function accessLog(logger: Logger) {
       repository: ctx.state.repository,
       user: ctx.state.user,
       jobId: jobIdOf(ctx),
-      bytesIn: requestBytes(ctx),
+      bytesIn,
       bytesOut: ctx.method === 'HEAD' ? 0 : (ctx.response.length ?? 0),
-      durationMs: performance.now() - started,
+      durationMs,
       remote: (ctx.state.clientAddress as string | undefined) ?? ctx.ip,
       userAgent: ctx.req.headers['user-agent'] || undefined,
       error: ctx.state.errorCode,
-    };
-    if (ctx.state.internalError) logger.error({ ...entry, err: ctx.state.internalError }, 'request failed');
+    });
+    if (ctx.state.internalError) logger.error({ ...entry(), err: ctx.state.internalError }, 'request failed');
     else writeLine(entry);
   };
   return async function accessLogMiddleware(ctx: Context, next: Next): Promise<void> {

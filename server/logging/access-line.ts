@@ -2,6 +2,7 @@
 // formatters, hooks): one line per request is the hottest logging there is, and this costs a fraction.
 // The line is the one pino writes (level, time and the logger's bindings first, msg last) and goes to the
 // logger's own destination, so level, log.fields, log.formatter and batching all apply as to any line.
+// Lines are formatted in batches, off the request's path (see accessLineWriter).
 import { pino, type Logger } from 'pino';
 import { scrubText } from './redact.js';
 
@@ -24,16 +25,42 @@ export interface AccessEntry {
 interface PinoInternals {
   [pino.symbols.streamSym]: { write(line: string): void };
   [pino.symbols.chindingsSym]: string;
-  [pino.symbols.timeSym]: () => string;
 }
 
 const INFO = 30;
+const BATCH_MS = 10;
 
-export function accessLineWriter(logger: Logger): (entry: AccessEntry) => void {
+/** Writers with queued lines; written at exit before the destination's own exit handler writes out. */
+const waiting = new Set<() => void>();
+process.prependListener('exit', () => {
+  for (const flush of [...waiting]) flush();
+});
+
+export interface AccessLineWriter {
+  /** `entry` is called when the line is formatted: it reads what it needs then, all but the timing. */
+  (entry: () => AccessEntry): void;
+  /** Writes the lines still queued now (they go out by themselves within 10 ms). */
+  flush(): void;
+}
+
+/**
+ * Queues the entry (a push; even its fields are read later) and formats the queue every 10 ms. Measured under load on 2 cores: a few
+ * microseconds of formatting in every request cost about three times their CPU in requests/s (the event
+ * loop's turns grow and the thread-pool and client hand-offs around them stall), deferring them to
+ * setImmediate did not help, and the same work done once per 10 ms for all queued requests costs about
+ * its CPU. Entries carry their own time, so lines say when the request ended, not when they were written.
+ */
+export function accessLineWriter(logger: Logger): AccessLineWriter {
   const internals = logger as unknown as PinoInternals;
-  return (entry) => {
-    if (!logger.isLevelEnabled('info')) return;
-    let line = `{"level":${INFO}${internals[pino.symbols.timeSym]()}${internals[pino.symbols.chindingsSym]}`;
+  let queued: Array<{ entry: () => AccessEntry; at: number }> = [];
+  let timeMs = -1;
+  let timeField = '';
+  const format = (entry: AccessEntry, at: number): string => {
+    if (at !== timeMs) {
+      timeMs = at;
+      timeField = `,"time":"${new Date(at).toISOString()}"`;
+    }
+    let line = `{"level":${INFO}${timeField}${internals[pino.symbols.chindingsSym]}`;
     line += `,"requestId":${JSON.stringify(entry.requestId)},"method":${JSON.stringify(entry.method)},"route":${JSON.stringify(entry.route)},"status":${entry.status}`;
     if (entry.repository !== undefined) line += `,"repository":${JSON.stringify(entry.repository)}`;
     if (entry.user !== undefined) line += `,"user":${JSON.stringify(entry.user)}`;
@@ -41,6 +68,22 @@ export function accessLineWriter(logger: Logger): (entry: AccessEntry) => void {
     line += `,"bytesIn":${entry.bytesIn},"bytesOut":${entry.bytesOut},"durationMs":${entry.durationMs},"remote":${JSON.stringify(entry.remote)}`;
     if (entry.userAgent !== undefined) line += `,"userAgent":${JSON.stringify(scrubText(entry.userAgent))}`;
     if (entry.error !== undefined) line += `,"error":${JSON.stringify(entry.error)}`;
-    internals[pino.symbols.streamSym].write(`${line},"msg":"request"}\n`);
+    return `${line},"msg":"request"}\n`;
   };
+  const flush = () => {
+    waiting.delete(flush);
+    if (queued.length === 0) return;
+    const batch = queued;
+    queued = [];
+    const stream = internals[pino.symbols.streamSym];
+    for (const { entry, at } of batch) stream.write(format(entry(), at));
+  };
+  const write = (entry: () => AccessEntry) => {
+    if (!logger.isLevelEnabled('info')) return;
+    if (queued.push({ entry, at: Date.now() }) > 1) return;
+    setTimeout(flush, BATCH_MS).unref();
+    waiting.add(flush);
+  };
+
+  return Object.assign(write, { flush });
 }
