@@ -44,6 +44,18 @@ export interface StorageDriver {
   readonly name: string;
   /** True where directories are only key prefixes (S3): a directory goes with its last file, none is left behind. */
   readonly directoriesArePrefixes?: boolean;
+  /**
+   * True where a new writer's file stays invisible at its path until `commit`, and `cancel` leaves nothing
+   * (S3: a multipart upload, or one PUT at commit). Content verified while it streams can then be written
+   * straight to its final path; elsewhere it goes through a temporary file and a `move`.
+   */
+  readonly writersCommitAtomically?: boolean;
+  /**
+   * Optional: aborts unfinished writers under the directory `path` that started before `startedBefore` and
+   * were never committed or cancelled (S3: multipart uploads a crashed process left, which cost storage
+   * but are invisible to `list`). Returns how many. Drivers whose writers leave visible files omit it.
+   */
+  abortStaleWriters?(path: string, startedBefore: Date): Promise<number>;
   /** Whole small files (links, state). Throws PathNotFoundError. */
   getContent(path: string): Promise<Buffer>;
   /** Atomic replace: readers see the old or the new content, never a mix or an empty file. */
@@ -57,7 +69,8 @@ export interface StorageDriver {
    */
   copyTo?(path: string, offset: number, length: number, out: Writable): Promise<void>;
   writer(path: string, options?: WriterOptions): Promise<FileWriter>;
-  stat(path: string): Promise<FileInfo>;
+  /** A file or directory. With `{ file: true }` only a file: a missing one is not looked for as a directory (S3: one request less). */
+  stat(path: string, options?: { file?: boolean }): Promise<FileInfo>;
   /** Direct children of a directory, as full paths. Throws PathNotFoundError. */
   list(path: string): Promise<string[]>;
   /** Atomic rename; replaces an existing destination. */
@@ -98,10 +111,10 @@ export function isNotFound(error: unknown): error is PathNotFoundError {
   return error instanceof PathNotFoundError;
 }
 
-/** True when `path` exists (file or directory); other failures propagate. */
-export async function exists(driver: StorageDriver, path: string): Promise<boolean> {
+/** True when `path` exists (file or directory, or only a file with `{ file: true }`); other failures propagate. */
+export async function exists(driver: StorageDriver, path: string, options?: { file?: boolean }): Promise<boolean> {
   try {
-    await driver.stat(path);
+    await driver.stat(path, options);
     return true;
   } catch (error) {
     if (isNotFound(error)) return false;

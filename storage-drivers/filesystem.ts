@@ -143,9 +143,10 @@ export class FilesystemDriver implements StorageDriver {
     return new FilesystemWriter(handle, file, size, created);
   }
 
-  async stat(path: string): Promise<FileInfo> {
+  async stat(path: string, options: { file?: boolean } = {}): Promise<FileInfo> {
     try {
       const info = await stat(this.full(path));
+      if (options.file && info.isDirectory()) throw new PathNotFoundError(path);
       return { path, size: info.size, modTime: info.mtime, isDir: info.isDirectory() };
     } catch (error) {
       throw translate(error, path);

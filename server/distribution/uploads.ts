@@ -40,12 +40,7 @@ export function uploadRoutes(router: Router, registry: Registry, options: RouteO
     }
     const monolithic = queryString(ctx, 'digest');
     if (monolithic !== undefined) {
-      const digest = assertDigest(monolithic);
-      const state = await registry.uploads.create(name);
-      const blob = await registry.uploads.complete(name, state.id, digest, chunkOf(ctx)).catch(async (error) => {
-        await registry.uploads.cancel(name, state.id).catch(() => undefined);
-        throw error;
-      });
+      const blob = await registry.uploads.putWhole(name, assertDigest(monolithic), chunkOf(ctx));
       return blobCreated(ctx, name, blob.digest);
     }
     uploadAccepted(ctx, await registry.uploads.create(name), 202);

@@ -177,7 +177,7 @@ export async function sweepBlobs(ctx: SweepContext, held: Set<string>, onProgres
         const parsed = batch.get(digest)!;
         let info;
         try {
-          info = await driver.stat(paths.blobData(parsed));
+          info = await driver.stat(paths.blobData(parsed), { file: true });
         } catch (error) {
           if (!isNotFound(error)) throw error;
           await removeEmptyDir(ctx, paths.blobData(parsed).replace(/\/data$/, ''));

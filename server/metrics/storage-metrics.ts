@@ -77,17 +77,19 @@ export function instrumentDriver(inner: StorageDriver): StorageDriver {
     checkpoint: operation(name, 'writer_checkpoint'),
     commit: operation(name, 'writer_commit'),
     cancel: operation(name, 'writer_cancel'),
+    abortStaleWriters: operation(name, 'abort_stale_writers'),
   };
   const driver: StorageDriver = {
     name,
     directoriesArePrefixes: inner.directoriesArePrefixes,
+    writersCommitAtomically: inner.writersCommitAtomically,
     getContent: (path) => measure(ops.getContent, () => inner.getContent(path)),
     putContent: (path, content) => measure(ops.putContent, () => inner.putContent(path, content)),
     putContentIfAbsent: (path, content) => measure(ops.putContentIfAbsent, () => inner.putContentIfAbsent(path, content)),
     reader: (path, offset, length): Promise<Readable> => measure(ops.reader, () => inner.reader(path, offset, length)),
     writer: (path, options?: WriterOptions) =>
       measure(ops.writer, () => inner.writer(path, options)).then((writer) => instrumentWriter(ops, writer)),
-    stat: (path) => measure(ops.stat, () => inner.stat(path)),
+    stat: (path, options) => measure(ops.stat, () => inner.stat(path, options)),
     list: (path) => measure(ops.list, () => inner.list(path)),
     move: (source, destination) => measure(ops.move, () => inner.move(source, destination)),
     delete: (path) => measure(ops.delete, () => inner.delete(path)),
@@ -102,6 +104,10 @@ export function instrumentDriver(inner: StorageDriver): StorageDriver {
   if (inner.deleteFiles) {
     const deleteFiles = inner.deleteFiles.bind(inner);
     driver.deleteFiles = (paths: string[]) => measure(ops.deleteFiles, () => deleteFiles(paths));
+  }
+  if (inner.abortStaleWriters) {
+    const abortStaleWriters = inner.abortStaleWriters.bind(inner);
+    driver.abortStaleWriters = (path: string, startedBefore: Date) => measure(ops.abortStaleWriters, () => abortStaleWriters(path, startedBefore));
   }
   return driver;
 }

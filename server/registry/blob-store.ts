@@ -40,7 +40,7 @@ export class BlobStore {
   async statGlobal(digest: ParsedDigest): Promise<number | undefined> {
     const size = await this.cache.read(cacheKeys.blobSize(digest.digest), async () => {
       try {
-        return String((await this.driver.stat(paths.blobData(digest))).size);
+        return String((await this.driver.stat(paths.blobData(digest), { file: true })).size);
       } catch (error) {
         if (isNotFound(error)) return undefined;
         throw error;
@@ -92,7 +92,7 @@ export class BlobStore {
 
   async isLinked(name: string, digest: ParsedDigest): Promise<boolean> {
     const linked = await this.cache.read(cacheKeys.link(name, digest.digest), async () =>
-      (await exists(this.driver, paths.layerLink(name, digest))) ? '1' : undefined,
+      (await exists(this.driver, paths.layerLink(name, digest), { file: true })) ? '1' : undefined,
     );
     return linked !== undefined;
   }

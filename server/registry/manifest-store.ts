@@ -141,7 +141,7 @@ export class ManifestStore {
 
   private async hasRevision(name: string, digest: ParsedDigest): Promise<boolean> {
     const present = await this.descriptors.read(cacheKeys.revision(name, digest.digest), async () =>
-      (await exists(this.driver, paths.revisionLink(name, digest))) ? '1' : undefined,
+      (await exists(this.driver, paths.revisionLink(name, digest), { file: true })) ? '1' : undefined,
     );
     return present !== undefined;
   }

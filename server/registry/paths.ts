@@ -11,9 +11,10 @@ import type { ParsedDigest } from './digest.js';
 
 export const ROOT = '/docker/registry/v2';
 export const REPOSITORIES = `${ROOT}/repositories`;
+export const BLOBS = `${ROOT}/blobs`;
 
 export const paths = {
-  blobData: (d: ParsedDigest) => `${ROOT}/blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}/data`,
+  blobData: (d: ParsedDigest) => `${BLOBS}/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}/data`,
   repository: (name: string) => `${REPOSITORIES}/${name}`,
   layer: (name: string, d: ParsedDigest) => `${REPOSITORIES}/${name}/_layers/${d.algorithm}/${d.hex}`,
   layerLink: (name: string, d: ParsedDigest) => `${paths.layer(name, d)}/link`,

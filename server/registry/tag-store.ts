@@ -49,7 +49,7 @@ export class TagStore {
 
   async delete(name: string, tag: string): Promise<void> {
     try {
-      await this.driver.stat(paths.tagLink(name, tag));
+      await this.driver.stat(paths.tagLink(name, tag), { file: true });
     } catch (error) {
       if (isNotFound(error)) throw manifestUnknown(tag);
       throw error;

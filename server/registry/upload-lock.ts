@@ -32,25 +32,32 @@ export async function tryLock(driver: StorageDriver, path: string, now = Date.no
   const content = () => JSON.stringify({ expires: now() + TTL_MS, host: HOST, pid: process.pid, instance: INSTANCE, token } satisfies LockOwner);
   // Twice at most: the lock may be released between a failed claim and reading it.
   for (let attempt = 0; attempt < 2; attempt++) {
-    if (await driver.putContentIfAbsent(path, content())) return held(driver, path, token, content);
+    if (await driver.putContentIfAbsent(path, content())) return held(driver, path, token, content, now);
     const current = await driver.getContent(path).catch(() => undefined);
     if (current === undefined) continue;
     if (!isStale(parseOwner(current), now())) return undefined;
     const marker = `${path}.takeover-${createHash('sha256').update(current).digest('hex').slice(0, 16)}`;
     if (!(await driver.putContentIfAbsent(marker, content()))) return undefined;
     await driver.putContent(path, content());
-    return held(driver, path, token, content);
+    return held(driver, path, token, content, now);
   }
   return undefined;
 }
 
-function held(driver: StorageDriver, path: string, token: string, content: () => string): HeldLock {
-  const renewal = setInterval(() => void driver.putContent(path, content()).catch(() => undefined), RENEW_MS);
+function held(driver: StorageDriver, path: string, token: string, content: () => string, now: () => number): HeldLock {
+  let writtenAt = now();
+  const renewal = setInterval(() => {
+    const at = now();
+    driver.putContent(path, content()).then(() => (writtenAt = at), () => undefined);
+  }, RENEW_MS);
   renewal.unref();
   return {
     async release() {
       clearInterval(renewal);
-      // Only our own lock: after an expiry someone else may hold it now.
+      // Only our own lock: after an expiry someone else may hold it now. Well within the expiry we last
+      // wrote it is still ours (a live holder is never taken over before it), so no read is needed; the
+      // margin covers clocks of other replicas running ahead.
+      if (now() - writtenAt < TTL_MS / 2) return driver.deleteFile(path);
       const current = await driver.getContent(path).catch(() => undefined);
       if (current && parseOwner(current).token === token) await driver.deleteFile(path);
     },

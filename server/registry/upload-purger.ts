@@ -2,7 +2,7 @@
 // removed every `interval`. Every process schedules it; a lock (storage or Redis) lets one of them run it at a time.
 import type { Logger } from 'pino';
 import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
-import { REPOSITORIES } from './paths.js';
+import { BLOBS, REPOSITORIES } from './paths.js';
 import type { Locks } from '../state/locks.js';
 
 export interface PurgeOptions {
@@ -12,7 +12,11 @@ export interface PurgeOptions {
 
 const LOCK = 'maintenance/uploadpurging';
 
-/** Removes abandoned upload sessions; returns the session directories it removed (or would remove). */
+/**
+ * Removes abandoned upload sessions; returns the session directories it removed (or would remove). Also
+ * aborts what a crashed process left of a blob written straight to its content-addressed path (monolithic
+ * pushes on S3: an unfinished multipart upload there, invisible but paid for).
+ */
 export async function purgeUploads(driver: StorageDriver, options: PurgeOptions, now = new Date()): Promise<string[]> {
   const purged: string[] = [];
   const cutoff = now.getTime() - options.ageMs;
@@ -22,6 +26,7 @@ export async function purgeUploads(driver: StorageDriver, options: PurgeOptions,
     purged.push(sessionDir);
     if (!options.dryRun) await driver.delete(sessionDir);
   }
+  if (!options.dryRun && driver.abortStaleWriters) await driver.abortStaleWriters(BLOBS, new Date(cutoff));
   return purged;
 }
 

@@ -1,7 +1,7 @@
 // Where upload session state lives between requests: in storage on a single node (any worker process or a
 // restarted one continues a session), in Redis when replicas share it (one round trip per chunk instead
 // of an S3 write). Either way the uploaded bytes themselves stay in storage.
-import { isNotFound, type StorageDriver, type WriterCheckpoint } from '../../storage-drivers/driver.js';
+import { exists, isNotFound, type StorageDriver, type WriterCheckpoint } from '../../storage-drivers/driver.js';
 import { paths } from './paths.js';
 import { tryLock, type HeldLock } from './upload-lock.js';
 
@@ -28,7 +28,7 @@ export interface UploadSessions {
   save(state: UploadState): Promise<void>;
   /** Forgets the state (the caller removes the session's data). */
   remove(state: UploadState): Promise<void>;
-  /** The session's single-writer lock, or undefined while another request holds it. */
+  /** The session's single-writer lock, or undefined while another request holds it (or the session is unknown). */
   lock(name: string, id: string): Promise<HeldLock | undefined>;
 }
 
@@ -56,7 +56,9 @@ export class StorageUploadSessions implements UploadSessions {
     // The state file goes with the session directory.
   }
 
-  lock(name: string, id: string): Promise<HeldLock | undefined> {
+  async lock(name: string, id: string): Promise<HeldLock | undefined> {
+    // Where directories are real, the lock file would create an unknown session's directory: not for those.
+    if (!this.driver.directoriesArePrefixes && !(await exists(this.driver, paths.uploadState(name, id), { file: true }))) return undefined;
     return tryLock(this.driver, paths.uploadLock(name, id));
   }
 }

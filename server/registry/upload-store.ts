@@ -78,20 +78,53 @@ export class UploadStore {
     });
   }
 
+  /**
+   * POST ?digest= with the whole blob in the body. Where writers commit atomically (S3), no session: the
+   * bytes stream straight to the blob's content-addressed path, hashed on the way, and are committed only
+   * when the digest matched (a mismatch aborts; nothing was ever visible). Bytes already stored are only
+   * hashed. Elsewhere (files written in place), through a session as any upload.
+   */
+  async putWhole(name: string, digest: ParsedDigest, chunk: Chunk): Promise<BlobInfo> {
+    if (!this.driver.writersCommitAtomically) {
+      const state = await this.create(name);
+      return this.complete(name, state.id, digest, chunk).catch(async (error: unknown) => {
+        await this.cancel(name, state.id).catch(() => undefined);
+        throw error;
+      });
+    }
+    const hash = newHash(digest.algorithm);
+    const known = await this.blobs.statGlobal(digest);
+    const writer = known === undefined ? await this.driver.writer(paths.blobData(digest)) : undefined;
+    let size: number;
+    try {
+      size = await this.copyChunk(chunk, writer, hash);
+      const actual = `${digest.algorithm}:${hash.digest('hex')}`;
+      if (actual !== digest.digest) throw digestInvalid('uploaded content does not match the digest', { expected: digest.digest, actual });
+    } catch (error) {
+      await writer?.cancel();
+      throw error;
+    }
+    if (writer) await this.blobs.storeData(digest, size, () => writer.commit());
+    // Already stored and garbage collection removes it now: BlobDataGoneError asks the client to push again.
+    await this.blobs.link(name, digest);
+    return { digest: digest.digest, size };
+  }
+
   async cancel(name: string, id: string): Promise<void> {
     const state = await this.get(name, id);
     await this.discard(state);
   }
 
   private async withLock<T>(name: string, id: string, action: (state: UploadState) => Promise<T>): Promise<T> {
-    // Read first, so an unknown session creates nothing (not even a lock file).
-    const state = await this.get(name, id);
+    if (!UUID_PATTERN.test(id)) throw uploadUnknown(id.slice(0, 100));
+    // Lock, then read: the state is read once, and current. The lock of an unknown session is released
+    // again at once, so nothing of it stays.
     const lock = await this.sessions.lock(name, id);
     if (!lock) {
+      const state = await this.get(name, id);
       throw new OciError(416, 'BLOB_UPLOAD_INVALID', 'another request is writing to this upload', { id }, rangeHeader(state));
     }
     try {
-      // Re-read under the lock: the state read before may be one chunk old.
       return await action(await this.get(name, id));
     } finally {
       await lock.release().catch(() => undefined);
@@ -152,13 +185,14 @@ export class UploadStore {
     return { ...chunk, length: declared };
   }
 
-  private async copyChunk(chunk: Chunk, writer: FileWriter, hash: Hash | undefined): Promise<number> {
+  /** Streams the chunk into `writer` (or nowhere: only hashed) and checks its length. */
+  private async copyChunk(chunk: Chunk, writer: FileWriter | undefined, hash: Hash | undefined): Promise<number> {
     let received = 0;
     for await (const data of chunk.body) {
       received += data.length;
       if (chunk.length !== undefined && received > chunk.length) break;
       hash?.update(data);
-      await writer.write(data);
+      await writer?.write(data);
     }
     if (chunk.length !== undefined && received !== chunk.length) {
       throw new OciError(400, 'SIZE_INVALID', 'chunk length does not match Content-Length or Content-Range', {

@@ -167,6 +167,39 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
         if (harness.openUploads) expect(await harness.openUploads('/w/cancelled')).to.deep.equal([]);
       });
 
+      it('where writers commit atomically, nothing is visible at the path before commit, and cancel keeps the old file', async function () {
+        if (!driver.writersCommitAtomically) return this.skip();
+        await driver.putContent('/w/atomic/kept', 'old');
+        for (const [path, size] of [['/w/atomic/small', 1000], ['/w/atomic/large', 6 * MiB + 3]] as const) {
+          const writer = await driver.writer(path);
+          await writer.write(randomBytes(size));
+          await rejectsWith(driver.stat(path), PathNotFoundError);
+          await writer.commit();
+          expect((await driver.stat(path)).size).to.equal(size);
+        }
+        const replacing = await driver.writer('/w/atomic/kept');
+        await replacing.write(randomBytes(6 * MiB));
+        expect((await driver.getContent('/w/atomic/kept')).toString()).to.equal('old');
+        await replacing.cancel();
+        expect((await driver.getContent('/w/atomic/kept')).toString()).to.equal('old');
+      });
+
+      it('abortStaleWriters (where offered) aborts writers started before the cutoff, and only those', async function () {
+        if (!driver.abortStaleWriters) return this.skip();
+        const stale = await driver.writer('/w/stale/dir/a');
+        await stale.write(randomBytes(6 * MiB)); // a whole part: the upload exists now
+        const cutoff = new Date(Date.now() + 2_000);
+        await new Promise((resolve) => setTimeout(resolve, 2_500));
+        const fresh = await driver.writer('/w/stale/dir/b');
+        await fresh.write(randomBytes(6 * MiB));
+        expect(await driver.abortStaleWriters('/w/stale', cutoff)).to.equal(1);
+        if (harness.openUploads) expect(await harness.openUploads('/w/stale')).to.have.length(1);
+        await fresh.commit();
+        expect((await driver.stat('/w/stale/dir/b')).size).to.equal(6 * MiB);
+        await rejectsWith(driver.stat('/w/stale/dir/a'), PathNotFoundError);
+        await stale.cancel();
+      });
+
       it('writes larger than several parts, in odd chunk sizes, read back identical', async () => {
         const sizes = [1, 7 * MiB, 3 * MiB + 1, 0, 5 * MiB, 17, 2 * MiB - 18, 1];
         const data = randomBytes(sizes.reduce((sum, size) => sum + size, 0));
@@ -416,6 +449,12 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
         await rejectsWith(driver.stat('/st/di'), PathNotFoundError);
         await rejectsWith(driver.stat('/st/dir/on'), PathNotFoundError);
         await rejectsWith(driver.stat('/st/dir/one/below'), PathNotFoundError);
+      });
+
+      it('with { file: true }, stats files only: a directory or a missing path is not found', async () => {
+        expect((await driver.stat('/st/dir/one', { file: true })).size).to.equal(1);
+        await rejectsWith(driver.stat('/st/dir', { file: true }), PathNotFoundError);
+        await rejectsWith(driver.stat('/st/nothing', { file: true }), PathNotFoundError);
       });
     });
 
