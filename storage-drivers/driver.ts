@@ -38,6 +38,11 @@ export interface WriterOptions {
    * caller recorded a newer checkpoint) are dropped.
    */
   resume?: WriterCheckpoint;
+  /**
+   * A new file of exactly this many bytes (the caller checks that it writes that many): a driver may
+   * stream them in one request (S3: one PutObject). Such a writer may refuse to checkpoint.
+   */
+  size?: number;
 }
 
 export interface StorageDriver {
@@ -75,8 +80,12 @@ export interface StorageDriver {
   list(path: string): Promise<string[]>;
   /** Atomic rename; replaces an existing destination. */
   move(source: string, destination: string): Promise<void>;
-  /** Removes a file or a whole directory tree; missing paths are not an error. */
-  delete(path: string): Promise<void>;
+  /**
+   * Removes a file or a whole directory tree; missing paths are not an error. `finished`: the caller knows
+   * every writer under the path was committed or cancelled, so none needs looking for (S3: no listing of
+   * multipart uploads and checkpoint tails).
+   */
+  delete(path: string, options?: { finished?: boolean }): Promise<void>;
   /** Removes one file only (cheaper than `delete` where directories are key prefixes); missing is not an error. */
   deleteFile(path: string): Promise<void>;
   /** Optional: removes many files in few requests (S3 DeleteObjects); missing files are not an error. */

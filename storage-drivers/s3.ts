@@ -26,6 +26,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { BufferPool } from './buffer-pool.js';
+import { StreamedPutWriter } from './s3-streamed-put.js';
 import {
   assertSafePath,
   InvalidPathError,
@@ -60,6 +61,8 @@ const MIN_PART = 5 * 1024 * 1024;
 /** CopyObject's limit; larger objects are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 * 1024 * 1024;
 const COPY_PART = 1024 * 1024 * 1024;
+/** PutObject's limit. */
+const MAX_SINGLE_PUT = 5 * 1024 * 1024 * 1024;
 /** How long healthCheck waits for the bucket to answer, retries included. */
 const HEALTH_TIMEOUT_MS = 5_000;
 
@@ -75,6 +78,8 @@ interface ResumeToken {
   parts: Part[];
   /** Bytes after the last part (fewer than a part), kept as a small object until the next write. */
   tailKey?: string;
+  /** A checkpoint of this file wrote a tail: commit removes the tails (only then, saving a listing). */
+  tails?: boolean;
 }
 
 export class S3Driver implements StorageDriver {
@@ -82,6 +87,8 @@ export class S3Driver implements StorageDriver {
   readonly directoriesArePrefixes = true;
   readonly writersCommitAtomically = true;
   readonly client: S3Client;
+  /** For streamed bodies: the SDK must not retry them (it would resend a stream already consumed). */
+  private readonly streamingClient: S3Client;
   private readonly presigner: S3Client;
   private readonly prefix: string;
   /** Part buffers of all uploads of this process, reused: 16 concurrent uploads should not mean 16 buffers of garbage per part. */
@@ -102,7 +109,9 @@ export class S3Driver implements StorageDriver {
         ? { credentials: { accessKeyId: options.accesskey, secretAccessKey: options.secretkey } }
         : {}),
     };
-    this.client = new S3Client({ ...base, ...(options.regionendpoint ? { endpoint: options.regionendpoint } : {}) });
+    const endpoint = options.regionendpoint ? { endpoint: options.regionendpoint } : {};
+    this.client = new S3Client({ ...base, ...endpoint });
+    this.streamingClient = new S3Client({ ...base, ...endpoint, maxAttempts: 1 });
     // A build-step middleware (the SDK's own types for it are not exported by client-s3).
     this.client.middlewareStack.add(unsignedPayloads as never, { step: 'build', name: 'unsignedPayloads' });
     // Presigned URLs are signed for the host clients will use (the redirect middleware's baseurl).
@@ -126,6 +135,12 @@ export class S3Driver implements StorageDriver {
 
   private pathOf(key: string): string {
     return `/${this.prefix ? key.slice(this.prefix.length + 1) : key}`;
+  }
+
+  /** One PUT of a stream: a single attempt, since a consumed stream cannot be sent again. */
+  private async putStream(path: string, body: Readable, length: number, signal: AbortSignal): Promise<void> {
+    const command = new PutObjectCommand({ ...this.putParams(path), Body: body, ContentLength: length });
+    await this.call(path, () => this.streamingClient.send(command, { abortSignal: signal }));
   }
 
   async getContent(path: string): Promise<Buffer> {
@@ -167,6 +182,10 @@ export class S3Driver implements StorageDriver {
   async writer(path: string, options: WriterOptions = {}): Promise<FileWriter> {
     this.key(path); // refuse a bad path now, not at the first part
     const resume = options.resume;
+    // Larger than a part and announced: one streamed PUT (smaller files are one buffered, retried PUT anyway).
+    if (!resume && options.size !== undefined && options.size > this.partSize && options.size <= MAX_SINGLE_PUT) {
+      return new StreamedPutWriter(path, options.size, (body, length, signal) => this.putStream(path, body, length, signal));
+    }
     const token: ResumeToken = resume?.token ? (JSON.parse(resume.token) as ResumeToken) : { parts: [] };
     let tail: Buffer = Buffer.alloc(0);
     if (token.tailKey) tail = await this.getContent(this.pathOf(token.tailKey));
@@ -212,10 +231,13 @@ export class S3Driver implements StorageDriver {
 
   async move(source: string, destination: string): Promise<void> {
     this.key(destination); // refuse a bad destination before anything happens
-    const { size } = await this.stat(source, { file: true });
-    if (size <= MAX_SINGLE_COPY) {
-      await this.call(source, (client) => client.send(new CopyObjectCommand({ ...this.putParams(destination), CopySource: this.copySource(source) })));
-    } else {
+    try {
+      await this.client.send(new CopyObjectCommand({ ...this.putParams(destination), CopySource: this.copySource(source) }));
+    } catch (error) {
+      // Larger than CopyObject takes (5 GiB on AWS): part by part. Tried first, as most blobs are smaller.
+      if ((error as { name?: string }).name !== 'InvalidRequest') throw translate(error, source);
+      const { size } = await this.stat(source, { file: true });
+      if (size <= MAX_SINGLE_COPY) throw translate(error, source);
       await this.multipartCopy(source, destination, size);
     }
     await this.call(source, (client) => client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(source) })));
@@ -225,13 +247,12 @@ export class S3Driver implements StorageDriver {
    * Deletes the object at `path`, the checkpoint tails of an unfinished file there, and everything under it,
    * and aborts the multipart uploads of all of these.
    */
-  async delete(path: string): Promise<void> {
+  async delete(path: string, options: { finished?: boolean } = {}): Promise<void> {
     const key = this.key(path);
-    if (key) {
-      await this.deleteFile(path);
-      await this.deletePrefix(path, tailPrefix(key));
-    }
-    await this.deletePrefix(path, this.dirPrefix(path));
+    // The object at the key itself goes in the first DeleteObjects batch of the directory's listing.
+    await this.deletePrefix(path, this.dirPrefix(path), key ? [key] : []);
+    if (options.finished) return;
+    if (key) await this.deletePrefix(path, tailPrefix(key));
     await this.abortMultipartUploads(path, key, (upload) => upload === key || upload.startsWith(this.dirPrefix(path)));
   }
 
@@ -252,12 +273,23 @@ export class S3Driver implements StorageDriver {
     }
   }
 
-  /** Deletes every object whose key starts with `prefix`. */
-  async deletePrefix(path: string, prefix: string): Promise<void> {
+  /** Deletes every object whose key starts with `prefix`, and `alsoKeys` (missing ones are no error). */
+  async deletePrefix(path: string, prefix: string, alsoKeys: string[] = []): Promise<void> {
     let token: string | undefined;
+    let extra = alsoKeys.map((Key) => ({ Key }));
     do {
+      // A page holds up to 1,000 keys, as many as one DeleteObjects takes: the extra keys ride along only if they fit.
       const page = await this.call(path, (client) => client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: prefix, ContinuationToken: token })));
-      const keys = (page.Contents ?? []).map((object) => ({ Key: object.Key! }));
+      let keys = (page.Contents ?? []).map((object) => ({ Key: object.Key! }));
+      if (keys.length + extra.length <= 1000) {
+        keys = [...extra, ...keys];
+        extra = [];
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      if (!token && extra.length > 0) {
+        await this.deleteFiles(extra.map(({ Key }) => this.pathOf(Key)));
+        extra = [];
+      }
       if (keys.length > 0) {
         const result = await this.call(path, (client) => client.send(new DeleteObjectsCommand({ Bucket: this.options.bucket, Delete: { Objects: keys, Quiet: true } })));
         const failed = result.Errors ?? [];
@@ -265,7 +297,6 @@ export class S3Driver implements StorageDriver {
           throw new StorageUnavailableError(`s3: could not delete ${failed.length} objects under ${path}: ${failed[0]!.Key}: ${failed[0]!.Code} ${failed[0]!.Message ?? ''}`);
         }
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
   }
 
@@ -489,7 +520,7 @@ class S3Writer implements FileWriter {
     }
     await this.drain();
     this.done = true;
-    const token: ResumeToken = { uploadId: this.token.uploadId, parts: this.token.parts };
+    const token: ResumeToken = { uploadId: this.token.uploadId, parts: this.token.parts, ...(this.token.tails || this.filled > 0 ? { tails: true } : {}) };
     if (this.filled > 0) {
       // A fresh key per checkpoint: the previous tail stays valid until the caller has saved this one.
       const tailPath = `${this.path}.tail-${randomUUID()}`;
@@ -520,8 +551,10 @@ class S3Writer implements FileWriter {
         await this.driver.complete(this.path, uploadId, parts);
       }
     }
-    // Tails of earlier checkpoints (and of crashed writers) are garbage now that the file is whole.
-    if (this.resumed) await this.driver.deletePrefix(this.path, tailPrefix(this.driver.key(this.path))).catch(() => undefined);
+    // Tails of earlier checkpoints are garbage now that the file is whole. (A writer that crashed after
+    // writing a tail, before its checkpoint was saved, leaves one that the flag does not know of: the
+    // upload store deletes the session's whole directory, tails included.)
+    if (this.resumed && this.token.tails) await this.driver.deletePrefix(this.path, tailPrefix(this.driver.key(this.path))).catch(() => undefined);
   }
 
   /**

@@ -44,7 +44,24 @@ export function chunkOf(ctx: Context): Chunk {
   if (range === 'invalid') {
     throw new OciError(400, 'BLOB_UPLOAD_INVALID', 'Content-Range must be <start>-<end>', { contentRange: ctx.get('Content-Range').slice(0, 100) });
   }
-  return { body: ctx.req, length: contentLength(ctx.req), range };
+  return { body: bodyOf(ctx.req), length: contentLength(ctx.req), range };
+}
+
+/**
+ * The request body as chunks. Leaving the loop early (a storage error mid-body, a digest or size check)
+ * must not destroy the request, as a plain `for await` over it does: the socket would go with it and the
+ * client would get no error response, or Koa's plain-text 500. Instead the rest of the body is read and
+ * dropped, so the error response arrives and the connection can carry the next request (Node does that
+ * by itself only for bodies nobody started to read).
+ */
+export async function* bodyOf(req: IncomingMessage): AsyncGenerator<Buffer> {
+  let complete = false;
+  try {
+    for await (const chunk of req.iterator({ destroyOnReturn: false })) yield chunk as Buffer;
+    complete = true;
+  } finally {
+    if (!complete) req.resume();
+  }
 }
 
 /** Reads a whole body of at most `limit` bytes; larger bodies are refused before they are read. */
@@ -54,7 +71,7 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<Buf
   if (declared !== undefined && declared > limit) throw tooLarge();
   const parts: Buffer[] = [];
   let size = 0;
-  for await (const part of req) {
+  for await (const part of bodyOf(req)) {
     size += (part as Buffer).length;
     if (size > limit) throw tooLarge();
     parts.push(part as Buffer);

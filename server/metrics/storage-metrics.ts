@@ -92,7 +92,7 @@ export function instrumentDriver(inner: StorageDriver): StorageDriver {
     stat: (path, options) => measure(ops.stat, () => inner.stat(path, options)),
     list: (path) => measure(ops.list, () => inner.list(path)),
     move: (source, destination) => measure(ops.move, () => inner.move(source, destination)),
-    delete: (path) => measure(ops.delete, () => inner.delete(path)),
+    delete: (path, options) => measure(ops.delete, () => inner.delete(path, options)),
     deleteFile: (path) => measure(ops.deleteFile, () => inner.deleteFile(path)),
     redirectURL: (path, method) => measure(ops.redirectURL, () => inner.redirectURL(path, method)),
     healthCheck: () => measure(ops.healthCheck, () => inner.healthCheck()),

@@ -58,7 +58,7 @@ export class UploadStore {
       state = await this.write(state, chunk, 'finish');
       const actual = await this.digestOf(state, digest);
       if (actual !== digest.digest) {
-        await this.discard(state);
+        await this.discard(state, { finished: true });
         throw digestInvalid('uploaded content does not match the digest', { expected: digest.digest, actual });
       }
       // Content-addressed: when the same bytes are already stored, the upload's copy is simply dropped.
@@ -73,7 +73,7 @@ export class UploadStore {
         await moveIntoPlace();
         await this.blobs.link(state.name, digest);
       }
-      await this.discard(state);
+      await this.discard(state, { finished: true });
       return { digest: digest.digest, size: state.offset };
     });
   }
@@ -94,7 +94,7 @@ export class UploadStore {
     }
     const hash = newHash(digest.algorithm);
     const known = await this.blobs.statGlobal(digest);
-    const writer = known === undefined ? await this.driver.writer(paths.blobData(digest)) : undefined;
+    const writer = known === undefined ? await this.driver.writer(paths.blobData(digest), { size: chunk.length }) : undefined;
     let size: number;
     try {
       size = await this.copyChunk(chunk, writer, hash);
@@ -224,10 +224,11 @@ export class UploadStore {
     return `${expected.algorithm}:${hash.digest('hex')}`;
   }
 
-  private async discard(state: UploadState): Promise<void> {
+  /** Forgets the session and removes its data; `finished` when its data was committed (nothing unfinished is left). */
+  private async discard(state: UploadState, options: { finished?: boolean } = {}): Promise<void> {
     this.liveHashes.delete(state.id);
     await this.sessions.remove(state);
-    await this.driver.delete(paths.upload(state.name, state.id));
+    await this.driver.delete(paths.upload(state.name, state.id), options);
   }
 
   private remember(id: string, offset: number, hash: Hash): void {

@@ -1,9 +1,11 @@
 // The registry on S3 with a fault-injecting proxy between it and the Ceph RGW: throttling, 5xx and dropped
 // connections are retried; what still fails is a clear 503, and nothing half-written becomes visible.
+import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'chai';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { s3StorageConfig, sharedS3 } from '../helpers/shared-s3.js';
+import { s3ClientConfig } from '../helpers/s3.js';
 import { content, expectOciError, expectStatus, imageConfig, OciClient, randomBlob, sha256, uniqueNamespace } from '../helpers/oci.js';
 import { testBackends } from '../helpers/targets.js';
 
@@ -15,7 +17,7 @@ if (testBackends().includes('s3')) {
     let proxy: FaultProxy;
     let registry: RunningRegistry;
     let oci: OciClient;
-    let storage: Record<string, unknown>;
+    let storage: { s3: Record<string, unknown> } & Record<string, unknown>;
     const ns = uniqueNamespace('faults');
 
     before(async () => {
@@ -27,6 +29,21 @@ if (testBackends().includes('s3')) {
       oci = new OciClient(registry.url);
     });
     afterEach(() => proxy.reset());
+
+    /** Whether the blob's data object is in the bucket, asked of the gateway itself. */
+    const blobDataStored = async (digest: string): Promise<boolean> => {
+      const client = new S3Client(s3ClientConfig(await sharedS3()));
+      const hex = digest.slice('sha256:'.length);
+      const { bucket } = storage.s3 as { bucket: string };
+      try {
+        await client.send(new HeadObjectCommand({ Bucket: bucket, Key: `registry/docker/registry/v2/blobs/sha256/${hex.slice(0, 2)}/${hex}/data` }));
+        return true;
+      } catch {
+        return false;
+      } finally {
+        client.destroy();
+      }
+    };
     after(async () => {
       await registry?.stop();
       await proxy?.stop();
@@ -78,6 +95,27 @@ if (testBackends().includes('s3')) {
       // And the registry works again at once.
       await oci.pushBlob(repo, blob);
       expectStatus(await oci.headBlob(repo, sha256(blob)), 200);
+    });
+
+    it('a monolithic push streamed in one PutObject: a failed or cut PUT and a wrong digest store nothing', async () => {
+      const repo = `${ns}/streamed-put`;
+      const blob = randomBlob(9 * MiB + 1); // larger than a part: one streamed PutObject to the blob's own key
+      const blobPut = { method: 'PUT', path: /\/blobs\/sha256\//, query: /^(?!.*uploadId)/ } as const;
+      proxy.failNext(1, { status: 503, code: 'SlowDown', match: blobPut });
+      expectOciError(await oci.startUpload(repo, { query: { digest: sha256(blob) }, body: blob }), 503, 'UNAVAILABLE');
+      proxy.dropNext(1, { at: 'request', afterBytes: 4 * MiB, match: blobPut });
+      expectOciError(await oci.startUpload(repo, { query: { digest: sha256(blob) }, body: blob }), 503, 'UNAVAILABLE');
+      const wrong = Buffer.from(blob);
+      wrong[wrong.length - 1]! ^= 1;
+      expectOciError(await oci.startUpload(repo, { query: { digest: sha256(blob) }, body: wrong }), 400, 'DIGEST_INVALID');
+      expect(proxy.requests.filter((r) => r.fault !== undefined)).to.have.length(2);
+      proxy.reset();
+      expectStatus(await oci.headBlob(repo, sha256(blob)), 404);
+      expect(await blobDataStored(sha256(blob))).to.equal(false);
+      // The client pushes again, and the blob arrives whole.
+      expectStatus(await oci.startUpload(repo, { query: { digest: sha256(blob) }, body: blob }), 201);
+      const pulled = await oci.getBlob(repo, sha256(blob));
+      expect(sha256(pulled.body)).to.equal(sha256(blob));
     });
 
     it('a chunk whose part upload keeps failing is refused; the session resumes from the last good chunk', async () => {

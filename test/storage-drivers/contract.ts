@@ -177,6 +177,18 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
           await writer.commit();
           expect((await driver.stat(path)).size).to.equal(size);
         }
+        // Announced sizes (S3 streams those in one request): still nothing before commit, even with every byte written.
+        const data = randomBytes(6 * MiB + 5);
+        const announced = await driver.writer('/w/atomic/announced', { size: data.length });
+        for (let at = 0; at < data.length; at += 64 * 1024) await announced.write(data.subarray(at, at + 64 * 1024));
+        await rejectsWith(driver.stat('/w/atomic/announced'), PathNotFoundError);
+        await announced.commit();
+        expect((await driver.getContent('/w/atomic/announced')).equals(data)).to.equal(true);
+        const abandoned = await driver.writer('/w/atomic/abandoned', { size: data.length });
+        await abandoned.write(data.subarray(0, 3 * MiB));
+        await abandoned.write(data.subarray(3 * MiB));
+        await abandoned.cancel();
+        await rejectsWith(driver.stat('/w/atomic/abandoned'), PathNotFoundError);
         const replacing = await driver.writer('/w/atomic/kept');
         await replacing.write(randomBytes(6 * MiB));
         expect((await driver.getContent('/w/atomic/kept')).toString()).to.equal('old');
@@ -198,6 +210,15 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
         expect((await driver.stat('/w/stale/dir/b')).size).to.equal(6 * MiB);
         await rejectsWith(driver.stat('/w/stale/dir/a'), PathNotFoundError);
         await stale.cancel();
+      });
+
+      it('writes a file of announced size, in odd chunk sizes, read back identical', async () => {
+        const data = randomBytes(11 * MiB + 17);
+        const writer = await driver.writer('/w/announced/file', { size: data.length });
+        for (let at = 0, step = 1; at < data.length; at += step, step = (step * 7 + 13) % (700 * 1024) + 1) await writer.write(data.subarray(at, at + step));
+        expect(writer.size).to.equal(data.length);
+        await writer.commit();
+        expect((await driver.getContent('/w/announced/file')).equals(data)).to.equal(true);
       });
 
       it('writes larger than several parts, in odd chunk sizes, read back identical', async () => {
@@ -594,6 +615,21 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
         expectSameSet(await driver.list('/del/t'), ['/del/t/treex', '/del/t/treey'], 'siblings kept');
         await driver.delete('/del/t/tree');
         await driver.delete('/never/existed/at/all');
+      });
+
+      it('deletes with { finished: true } a tree whose writers committed, a single file, and missing paths', async () => {
+        const writer = await driver.writer('/del/fin/tree/data');
+        await writer.write(randomBytes(6 * MiB));
+        await writer.commit();
+        await driver.putContent('/del/fin/tree/state', 's');
+        await driver.putContent('/del/fin/treex', 'sibling');
+        await driver.putContent('/del/fin/file', 'f');
+        await driver.delete('/del/fin/tree', { finished: true });
+        await driver.delete('/del/fin/file', { finished: true });
+        await driver.delete('/del/fin/missing', { finished: true });
+        await rejectsWith(driver.stat('/del/fin/tree'), PathNotFoundError);
+        await rejectsWith(driver.stat('/del/fin/file'), PathNotFoundError);
+        expectSameSet(await driver.list('/del/fin'), ['/del/fin/treex'], 'sibling kept');
       });
 
       it('deletes a tree of more than 1,000 files', async () => {
