@@ -8,6 +8,7 @@ import { createStorageDriver } from '../storage-drivers/index.js';
 import type { StorageDriver } from '../storage-drivers/driver.js';
 import { Registry } from './registry/registry.js';
 import { accessLog } from './http/access-log.js';
+import { observeRequests } from './http/observe.js';
 import { ociErrors } from './http/errors.js';
 import { healthRoutes, Readiness } from './http/health.js';
 import { loopbackOnly } from './http/loopback-only.js';
@@ -85,8 +86,8 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
 
   const koa = new Koa({ proxy: false });
   koa.silent = true; // errors are logged once, by the access log
-  if (metrics.enabled) koa.use(httpMetrics());
-  if (!config.log.accesslog?.disabled) koa.use(accessLog(logger));
+  const observers = [...(metrics.enabled ? [httpMetrics()] : []), ...(config.log.accesslog?.disabled ? [] : [accessLog(logger)])];
+  if (observers.length > 0) koa.use(observeRequests(observers));
   // Events are built once the response is decided, and delivered in the background.
   const notifier = Notifier.fromConfig(config, registry, logger);
   if (notifier) koa.use(notifier.middleware());

@@ -1,15 +1,16 @@
 // One JSON line per request: method, route template, status, bytes, duration, repository, user, job id,
 // request id. Never the URL or headers: query strings and Authorization carry tokens and credentials.
 import { randomUUID } from 'node:crypto';
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import { routeTemplate } from '../metrics/route-template.js';
 import { requestBytes } from './request-bytes.js';
 import { accessLineWriter, type AccessEntry } from '../logging/access-line.js';
+import type { RequestObserver } from './observe.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-export function accessLog(logger: Logger) {
+export function accessLog(logger: Logger): RequestObserver {
   const writeLine = accessLineWriter(logger);
   const write = (ctx: Context, requestId: string, started: number) => {
     // Only the timing and the connection's byte count change after this: the rest is read at format time.
@@ -33,19 +34,16 @@ export function accessLog(logger: Logger) {
     if (ctx.state.internalError) logger.error({ ...entry(), err: ctx.state.internalError }, 'request failed');
     else writeLine(entry);
   };
-  return async function accessLogMiddleware(ctx: Context, next: Next): Promise<void> {
-    const started = performance.now();
-    const incoming = ctx.req.headers['x-request-id'];
-    const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-    ctx.state.requestId = requestId;
-    ctx.set('X-Request-Id', requestId);
-    try {
-      await next();
-    } finally {
-      // Streamed bodies are still flowing here: log when the response is done, with real timing.
-      if (ctx.res.writableFinished || !ctx.body || typeof (ctx.body as { pipe?: unknown }).pipe !== 'function') write(ctx, requestId, started);
-      else ctx.res.once('close', () => write(ctx, requestId, started));
-    }
+  return {
+    begin(ctx) {
+      const incoming = ctx.req.headers['x-request-id'];
+      const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+      ctx.state.requestId = requestId;
+      ctx.set('X-Request-Id', requestId);
+    },
+    end(ctx, started) {
+      write(ctx, ctx.state.requestId as string, started);
+    },
   };
 }
 

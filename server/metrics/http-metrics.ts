@@ -1,12 +1,16 @@
 // Request metrics: count, duration, bytes in and out by route template, method and status; requests and
 // uploads in flight. Measured when the response is done, so streamed blobs count their whole transfer.
 // On every request: plain-number counters (fast-metrics.ts), read by the registry at scrape time.
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
 import { Gauge } from 'prom-client';
 import { FastCounter, FastHistogram, type CounterChild, type HistogramChild } from './fast-metrics.js';
 import { metricsRegistry } from './registry.js';
 import { methodLabel, routeTemplate, templateOfPath } from './route-template.js';
 import { requestBytes } from '../http/request-bytes.js';
+import type { RequestObserver } from '../http/observe.js';
+
+/** Marks a request counted in uploads in progress, on its state. */
+const UPLOAD = Symbol('upload');
 
 const registers = [metricsRegistry];
 
@@ -94,30 +98,24 @@ function isUpload(ctx: Context): boolean {
   return UPLOAD_ROUTES.has(templateOfPath(ctx.path)) && (method !== 'POST' || ctx.querystring.includes('digest='));
 }
 
-export function httpMetrics() {
-  return async function httpMetricsMiddleware(ctx: Context, next: Next): Promise<void> {
-    const started = performance.now();
-    const upload = isUpload(ctx);
-    now.requests++;
-    if (upload) now.uploads++;
-    let recorded = false;
-    const record = () => {
-      if (recorded) return;
-      recorded = true;
+/** Counts and times every request (an observer for observeRequests). */
+export function httpMetrics(): RequestObserver {
+  return {
+    begin(ctx) {
+      now.requests++;
+      if (isUpload(ctx)) {
+        now.uploads++;
+        (ctx.state as { [UPLOAD]?: boolean })[UPLOAD] = true;
+      }
+    },
+    end(ctx, started) {
       now.requests--;
-      if (upload) now.uploads--;
+      if ((ctx.state as { [UPLOAD]?: boolean })[UPLOAD]) now.uploads--;
       const found = childrenOf(methodLabel(ctx.method), routeTemplate(ctx), ctx.status);
       found.requests.value++;
       found.duration.observe((performance.now() - started) / 1000);
       found.receivedBytes.value += requestBytes(ctx);
       if (ctx.method !== 'HEAD' && ctx.status !== 304) found.sentBytes.value += ctx.response.length ?? 0;
-    };
-    try {
-      await next();
-    } finally {
-      // Streamed bodies are still flowing here: record when the response is done.
-      if (ctx.res.writableFinished || !ctx.body || typeof (ctx.body as { pipe?: unknown }).pipe !== 'function') record();
-      else ctx.res.once('close', record);
-    }
+    },
   };
 }

@@ -1,0 +1,29 @@
+// One middleware for everything that watches whole requests (metrics, the access log): one timing, one
+// await, one check for a streamed body. Under load each of these per request was measured to cost about
+// three times its own CPU in requests/s, so the watchers share them rather than each wrapping the request.
+import type { Context, Next } from 'koa';
+
+export interface RequestObserver {
+  /** Before the request is handled. */
+  begin?(ctx: Context): void;
+  /** Once the response is done (for a streamed body: when it has been sent), with the start time. */
+  end(ctx: Context, started: number): void;
+}
+
+export function observeRequests(observers: RequestObserver[]) {
+  const beginners = observers.filter((observer) => observer.begin);
+  const done = (ctx: Context, started: number) => {
+    for (const observer of observers) observer.end(ctx, started);
+  };
+  return async function observeRequestsMiddleware(ctx: Context, next: Next): Promise<void> {
+    const started = performance.now();
+    for (const observer of beginners) observer.begin!(ctx);
+    try {
+      await next();
+    } finally {
+      // Streamed bodies are still flowing here: observe when the response is done, with real timing.
+      if (ctx.res.writableFinished || !ctx.body || typeof (ctx.body as { pipe?: unknown }).pipe !== 'function') done(ctx, started);
+      else ctx.res.once('close', () => done(ctx, started));
+    }
+  };
+}
