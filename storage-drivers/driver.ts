@@ -39,8 +39,10 @@ export interface WriterOptions {
    */
   resume?: WriterCheckpoint;
   /**
-   * A new file of exactly this many bytes (the caller checks that it writes that many): a driver may
-   * stream them in one request (S3: one PutObject). Such a writer may refuse to checkpoint.
+   * Exactly this many bytes will be written (the caller checks that it writes that many): for a new file
+   * all of it, for a resumed one what comes after the resume point. A driver may stream them in one
+   * request (S3: one PutObject, or one UploadPart at a part boundary). A new file's writer may then
+   * refuse to checkpoint.
    */
   size?: number;
 }

@@ -9,13 +9,15 @@ import { once } from 'node:events';
 import { PassThrough, type Readable } from 'node:stream';
 import type { FileWriter, WriterCheckpoint } from './driver.js';
 
-/** Sends one PUT of exactly `length` bytes read from `body`; aborted by `signal`. */
-export type StreamedPut = (body: Readable, length: number, signal: AbortSignal) => Promise<void>;
+/** Sends one PUT of exactly `length` bytes read from `body`; aborted by `signal`. Its answer is kept. */
+export type StreamedPut<R> = (body: Readable, length: number, signal: AbortSignal) => Promise<R>;
 
-export class StreamedPutWriter implements FileWriter {
+export class StreamedPutWriter<R = void> implements FileWriter {
   private readonly body = new PassThrough();
   private readonly aborter = new AbortController();
-  private readonly request: Promise<void>;
+  private readonly request: Promise<R>;
+  /** What the PUT answered, once commit has returned. */
+  answer: R | undefined;
   private failure: unknown;
   /** The latest chunk: sent at the next write or at commit. */
   private held: Buffer | undefined;
@@ -25,7 +27,7 @@ export class StreamedPutWriter implements FileWriter {
   constructor(
     private readonly path: string,
     private readonly announced: number,
-    put: StreamedPut,
+    put: StreamedPut<R>,
   ) {
     // Failures surface through the request; an error event of the body itself must not go unhandled.
     this.body.on('error', () => undefined);
@@ -61,7 +63,7 @@ export class StreamedPutWriter implements FileWriter {
     if (this.held) await this.send(this.held);
     this.held = undefined;
     this.body.end();
-    await this.request;
+    this.answer = await this.request;
   }
 
   async cancel(): Promise<void> {
@@ -77,7 +79,7 @@ export class StreamedPutWriter implements FileWriter {
   private async send(chunk: Buffer): Promise<void> {
     try {
       if (this.body.destroyed) throw new Error(`${this.path}: the request body was closed`);
-      if (!this.body.write(chunk)) await Promise.race([once(this.body, 'drain'), this.request]);
+      if (!this.body.write(chunk)) await Promise.race([once(this.body, 'drain'), this.request.then(() => undefined)]);
     } catch (error) {
       // The request ended early (S3 answered an error, the connection broke): its failure says why.
       await this.request.catch(() => undefined);

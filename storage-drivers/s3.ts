@@ -1,6 +1,10 @@
 // S3 driver (AWS SDK v3) for AWS S3 and S3-compatible stores (Ceph RGW, MinIO, OSS, OBS).
 // Paths map to keys under `rootdirectory`; "directories" are key prefixes, listed with a delimiter.
 import { randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -192,6 +196,10 @@ export class S3Driver implements StorageDriver {
     const committed = token.parts.reduce((sum, part) => sum + part.size, 0) + tail.length;
     if (resume && committed !== resume.size) {
       throw new Error(`${path}: checkpoint says ${resume.size} bytes, its parts hold ${committed}`);
+    }
+    // A whole part announced at a part boundary: streamed as one UploadPart, no part buffer.
+    if (resume && tail.length === 0 && options.size !== undefined && options.size >= MIN_PART && options.size <= MAX_SINGLE_PUT) {
+      return new StreamedPartWriter(this, path, token, committed, options.size);
     }
     const writer = new S3Writer(this, path, token, committed - tail.length, resume !== undefined);
     // Through write(): a tail checkpointed with a larger chunksize may hold more than one part of ours.
@@ -417,6 +425,13 @@ export class S3Driver implements StorageDriver {
     return { PartNumber: number, ETag: quoteETag(result.ETag), size: body.length };
   }
 
+  /** Uploads part `number` from a stream of exactly `length` bytes: one attempt (a stream cannot be resent). */
+  async uploadPartStream(path: string, uploadId: string, number: number, body: Readable, length: number, signal: AbortSignal): Promise<Part> {
+    const command = new UploadPartCommand({ Bucket: this.options.bucket, Key: this.key(path), UploadId: uploadId, PartNumber: number, Body: body, ContentLength: length });
+    const result = await this.call(path, () => this.streamingClient.send(command, { abortSignal: signal }));
+    return { PartNumber: number, ETag: quoteETag(result.ETag), size: length };
+  }
+
   /** Every part the multipart upload holds, whoever uploaded it. */
   async listParts(path: string, uploadId: string): Promise<Part[]> {
     const parts: Part[] = [];
@@ -639,6 +654,107 @@ class S3Writer implements FileWriter {
     if (this.failure) throw this.failure;
   }
 }
+
+/**
+ * Continues a multipart upload with one part streamed from the writes (their number announced, at least
+ * 5 MiB, the resume point at a part boundary): the bytes go to S3 as they arrive, with no part buffer in
+ * memory and no wait for a buffer to fill. They are also appended to a spill file in the temp directory,
+ * so a part S3 refused (throttling, 5xx, a dropped connection) is sent again from disk, with backoff.
+ */
+class StreamedPartWriter implements FileWriter {
+  private readonly part: StreamedPutWriter<Part>;
+  private readonly number: number;
+  private uploadId: string | undefined;
+  private readonly spillPath = join(tmpdir(), `dify-registry-part-${randomUUID()}`);
+  private readonly spill: Promise<FileHandle>;
+  /** Why streaming the part failed; it is then sent again from the spill file. */
+  private streamFailure: unknown;
+  private written = 0;
+
+  constructor(
+    private readonly driver: S3Driver,
+    private readonly path: string,
+    private readonly token: ResumeToken,
+    private readonly before: number,
+    private readonly length: number,
+  ) {
+    this.uploadId = token.uploadId;
+    this.number = Math.max(0, ...token.parts.map((part) => part.PartNumber)) + 1;
+    this.part = new StreamedPutWriter(path, length, async (body, size, signal) => {
+      this.uploadId ??= await driver.createUpload(path);
+      return driver.uploadPartStream(path, this.uploadId, this.number, body, size, signal);
+    });
+    this.spill = open(this.spillPath, 'w');
+    this.spill.catch(() => undefined); // awaited by write
+  }
+
+  get size(): number {
+    return this.before + this.written;
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.written + chunk.length > this.length) throw new Error(`${this.path}: more than the ${this.length} bytes announced`);
+    const saved = (await this.spill).write(chunk);
+    if (this.streamFailure === undefined) await this.part.write(chunk).catch((error: unknown) => void (this.streamFailure = error));
+    await saved;
+    this.written += chunk.length;
+  }
+
+  async checkpoint(): Promise<WriterCheckpoint> {
+    return { size: this.size, token: JSON.stringify(await this.finishPart()) };
+  }
+
+  async commit(): Promise<void> {
+    // The buffered writer completes an upload that holds every part already (with the checks for parts a
+    // crashed writer left): nothing is written through it.
+    const token = await this.finishPart();
+    await new S3Writer(this.driver, this.path, token, this.size, true).commit();
+  }
+
+  async cancel(): Promise<void> {
+    await this.part.cancel();
+    await this.dropSpill();
+    // An upload this writer started is named by no checkpoint: abort it rather than leave it to purging.
+    if (this.token.uploadId === undefined && this.uploadId !== undefined) await this.driver.abort(this.path, this.uploadId).catch(() => undefined);
+  }
+
+  private async finishPart(): Promise<ResumeToken> {
+    if (this.written !== this.length) {
+      await this.cancel();
+      throw new Error(`${this.path}: ${this.written} bytes written, ${this.length} announced`);
+    }
+    let part: Part | undefined;
+    try {
+      if (this.streamFailure === undefined) {
+        await this.part.commit().catch((error: unknown) => void (this.streamFailure = error));
+        part = this.part.answer;
+      }
+      for (let attempt = 0; part === undefined; attempt++) {
+        if (!(this.streamFailure instanceof StorageUnavailableError) || attempt >= RESEND_ATTEMPTS) throw this.streamFailure;
+        await new Promise((resolve) => setTimeout(resolve, RESEND_BACKOFF_MS * 2 ** attempt));
+        try {
+          this.uploadId ??= await this.driver.createUpload(this.path);
+          const body = createReadStream(this.spillPath);
+          part = await this.driver.uploadPartStream(this.path, this.uploadId, this.number, body, this.length, new AbortController().signal);
+        } catch (error) {
+          this.streamFailure = error;
+        }
+      }
+    } finally {
+      await this.dropSpill();
+    }
+    return { ...this.token, uploadId: this.uploadId, parts: [...this.token.parts, part] };
+  }
+
+  private async dropSpill(): Promise<void> {
+    await (await this.spill.catch(() => undefined))?.close().catch(() => undefined);
+    await unlink(this.spillPath).catch(() => undefined);
+  }
+}
+
+/** A streamed part S3 refused is sent again from its spill file this many times, after 0.2, 0.4, 0.8 s. */
+const RESEND_ATTEMPTS = 3;
+const RESEND_BACKOFF_MS = 200;
 
 /** Commands whose body is blob data: its SHA-256 for the signature would be a second hash of every byte. */
 const DATA_COMMANDS = new Set(['UploadPartCommand', 'PutObjectCommand']);

@@ -142,6 +142,7 @@ export class UploadStore {
     this.liveHashes.delete(state.id);
     const writer = await this.driver.writer(paths.uploadData(state.name, state.id), {
       resume: state.checkpoint ?? { size: state.offset },
+      ...(chunk?.length !== undefined ? { size: chunk.length } : {}),
     });
     let received = 0;
     let checkpoint: WriterCheckpoint | undefined;

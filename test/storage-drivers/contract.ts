@@ -221,6 +221,28 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
         expect((await driver.getContent('/w/announced/file')).equals(data)).to.equal(true);
       });
 
+      it('continues with announced sizes (streamed parts where the driver can): checkpoint, a cancelled chunk, commit', async () => {
+        const data = randomBytes(5 * MiB + 6 * MiB + 5 * MiB + 1);
+        const cuts = [0, 5 * MiB, 11 * MiB, data.length];
+        const first = await driver.writer('/w/announced-resume/file');
+        await first.write(data.subarray(0, cuts[1]));
+        let checkpoint = await first.checkpoint();
+        const second = await driver.writer('/w/announced-resume/file', { resume: checkpoint, size: cuts[2]! - cuts[1]! });
+        await second.write(data.subarray(cuts[1], cuts[1]! + MiB));
+        await second.write(data.subarray(cuts[1]! + MiB, cuts[2]));
+        checkpoint = await second.checkpoint();
+        expect(checkpoint.size).to.equal(cuts[2]);
+        // A chunk that breaks off is cancelled; the checkpoint before it still holds.
+        const broken = await driver.writer('/w/announced-resume/file', { resume: checkpoint, size: cuts[3]! - cuts[2]! });
+        await broken.write(data.subarray(cuts[2], cuts[2]! + 2 * MiB));
+        await broken.cancel();
+        const last = await driver.writer('/w/announced-resume/file', { resume: checkpoint, size: cuts[3]! - cuts[2]! });
+        for (let at = cuts[2]!; at < cuts[3]!; at += 700 * 1024) await last.write(data.subarray(at, Math.min(at + 700 * 1024, cuts[3]!)));
+        await last.commit();
+        expect((await driver.getContent('/w/announced-resume/file')).equals(data)).to.equal(true);
+        if (harness.openUploads) expect(await harness.openUploads('/w/announced-resume')).to.deep.equal([]);
+      });
+
       it('writes larger than several parts, in odd chunk sizes, read back identical', async () => {
         const sizes = [1, 7 * MiB, 3 * MiB + 1, 0, 5 * MiB, 17, 2 * MiB - 18, 1];
         const data = randomBytes(sizes.reduce((sum, size) => sum + size, 0));
