@@ -1,5 +1,5 @@
-// A writer for a file whose size the caller announced: one PutObject whose body is the stream of writes,
-// instead of a multipart upload through part buffers. The bytes flow to S3 as they arrive (no part
+// A writer for a file whose size the caller announced: one PutObject (or, through `put`, one UploadPart)
+// whose body is the stream of writes, instead of a multipart upload through part buffers. The bytes flow to S3 as they arrive (no part
 // buffer, no wait for a part to fill before it is sent), and S3 costs a single request. The last chunk
 // written is held back until commit: until then the request cannot reach its Content-Length, so S3 has
 // stored nothing, and cancel (a digest that did not match, a client that went away) aborts it cleanly.
