@@ -2,6 +2,7 @@
 // request when credentials are given (the registry accepts it on /admin); when a server answers 401 with a
 // Bearer challenge instead, a token from the challenge's realm (asked for with the same Basic credentials),
 // kept for later requests and fetched again when it expires.
+import type { Readable } from 'node:stream';
 import type { JobRecord } from '../jobs/job.js';
 
 export interface AdminClientOptions {
@@ -39,8 +40,18 @@ export interface Challenge {
   params: Record<string, string>;
 }
 
+/** A request body: JSON text, or a stream (sent once: never retried with a token, see send). */
+export interface SendOptions {
+  body?: string | Readable;
+  /** Default application/json for a text body. */
+  contentType?: string;
+  /** No timeout: for a response that stays open as long as a job runs, or a long upload. */
+  stream?: boolean;
+  signal?: AbortSignal;
+}
+
 export class AdminClient {
-  private readonly base: URL;
+  protected readonly base: URL;
   private token: string | undefined;
 
   constructor(private readonly options: AdminClientOptions) {
@@ -49,7 +60,7 @@ export class AdminClient {
 
   /** POST /admin/v1/mirror: the queued job and the absolute URL to follow it at. */
   async submitMirror(body: unknown): Promise<{ job: JobRecord; location: string }> {
-    const res = await this.send('POST', 'admin/v1/mirror', JSON.stringify(body));
+    const res = await this.send('POST', 'admin/v1/mirror', { body: JSON.stringify(body) });
     if (res.status !== 202) throw await apiError(res);
     const job = (await res.json()) as JobRecord;
     const location = new URL(res.headers.get('location') ?? `admin/v1/jobs/${job.id}`, this.base).href;
@@ -75,21 +86,26 @@ export class AdminClient {
     return (await res.text()).split('\n').filter((line) => line !== '');
   }
 
-  private async send(method: string, path: string, body?: string): Promise<Response> {
-    const res = await this.fetchOnce(method, new URL(path, this.base), body);
-    if (res.status !== 401) return res;
+  /**
+   * One request with the credentials: Basic, or a token from the realm of a Bearer challenge (asked for
+   * with the same credentials), the request then sent again. A streamed body cannot be sent again: its
+   * 401 is the answer (callers make sure of the credentials first).
+   */
+  protected async send(method: string, path: string, options: SendOptions = {}): Promise<Response> {
+    const res = await this.fetchOnce(method, new URL(path, this.base), options);
+    if (res.status !== 401 || typeof options.body === 'object') return res;
     const challenge = parseChallenge(res.headers.get('www-authenticate'));
     if (challenge?.scheme !== 'bearer' || !challenge.params.realm) return res;
     await res.arrayBuffer().catch(() => undefined);
     this.token = await this.fetchToken(challenge.params);
-    return this.fetchOnce(method, new URL(path, this.base), body);
+    return this.fetchOnce(method, new URL(path, this.base), options);
   }
 
   private async fetchToken(params: Record<string, string>): Promise<string> {
     const url = new URL(params.realm!, this.base);
     if (params.service) url.searchParams.set('service', params.service);
     for (const scope of (params.scope ?? '').split(' ').filter(Boolean)) url.searchParams.append('scope', scope);
-    const res = await this.fetchRaw(url, { method: 'GET', headers: this.basicHeader() });
+    const res = await this.fetchRaw(url, { method: 'GET', headers: this.basicHeader() }, {});
     if (res.status !== 200) throw await apiError(res);
     const answer = (await res.json().catch(() => ({}))) as { token?: unknown; access_token?: unknown };
     const token = typeof answer.token === 'string' ? answer.token : answer.access_token;
@@ -97,15 +113,23 @@ export class AdminClient {
     return token;
   }
 
-  private fetchOnce(method: string, url: URL, body?: string): Promise<Response> {
+  private fetchOnce(method: string, url: URL, options: SendOptions): Promise<Response> {
     const headers: Record<string, string> = this.token ? { authorization: `Bearer ${this.token}` } : this.basicHeader();
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    return this.fetchRaw(url, { method, headers, ...(body !== undefined ? { body } : {}) });
+    const init: RequestInit & { duplex?: 'half' } = { method, headers };
+    if (options.body !== undefined) {
+      headers['content-type'] = options.contentType ?? 'application/json';
+      init.body = options.body as unknown as BodyInit;
+      if (typeof options.body === 'object') init.duplex = 'half'; // a streamed request body
+    }
+    return this.fetchRaw(url, init, options);
   }
 
-  private async fetchRaw(url: URL, init: RequestInit): Promise<Response> {
+  private async fetchRaw(url: URL, init: RequestInit, options: SendOptions): Promise<Response> {
+    const signals = [options.signal, options.stream ? undefined : AbortSignal.timeout(this.options.timeoutMs ?? 30_000)].filter(
+      (signal): signal is AbortSignal => signal !== undefined,
+    );
     try {
-      return await fetch(url, { ...init, redirect: 'follow', signal: AbortSignal.timeout(this.options.timeoutMs ?? 30_000) });
+      return await fetch(url, { ...init, redirect: 'follow', ...(signals.length > 0 ? { signal: AbortSignal.any(signals) } : {}) });
     } catch (error) {
       const err = error as Error & { cause?: { message?: string; code?: string } };
       const why = err.name === 'TimeoutError' ? 'no answer in time' : (err.cause?.message ?? err.message);
@@ -135,7 +159,7 @@ export function parseChallenge(header: string | null): Challenge | undefined {
 }
 
 /** The first entry of an OCI error body, or the status and the start of whatever else came. */
-async function apiError(res: Response): Promise<AdminApiError> {
+export async function apiError(res: Response): Promise<AdminApiError> {
   const text = await res.text().catch(() => '');
   try {
     const body = JSON.parse(text) as { errors?: Array<{ code?: unknown; message?: unknown; detail?: unknown }> };

@@ -12,7 +12,7 @@ import { isValidName, isValidTag } from '../registry/names.js';
 import { AdminApiError, ConnectionError } from './admin-client.js';
 import { BuildClient } from './build-client.js';
 import { BuildProgressLog, buildSummary, renderBuild } from './build-view.js';
-import { DEFAULT_SERVER } from './mirror-command.js';
+import { adminTarget, DEFAULT_SERVER, parseOrExit, processIo, UsageError, type AdminTarget, type CommandIo } from './admin-command.js';
 import { erase, failureLines, redraw } from './progress-view.js';
 
 export const BUILD_USAGE = `usage: dify-registry build <recipe> --ref <ref> [options]
@@ -56,15 +56,10 @@ const POLL_MS = 1_000;
 const POLL_PATIENCE_MS = 60_000;
 const LOG_TAIL = 30;
 
-export class UsageError extends Error {}
-
-export interface BuildOptions {
+export interface BuildOptions extends AdminTarget {
   body: Record<string, unknown>;
   /** A local context to upload before submitting. */
   context?: string;
-  server: string;
-  username?: string;
-  password?: string;
   wait: boolean;
   log: boolean;
   json: boolean;
@@ -139,43 +134,21 @@ export function parseBuildArgs(argv: string[], env: NodeJS.ProcessEnv = {}): Bui
   if (Object.keys(buildArgs).length > 0) body.buildArgs = buildArgs;
   if (values.force) body.force = true;
 
-  const server = (values.server ?? env.REGISTRY_URL ?? DEFAULT_SERVER).replace(/\/+$/, '');
-  if (!/^https?:\/\/[^/@]+/.test(server)) throw new UsageError(`the server must be an http:// or https:// URL, not "${server}"`);
-  const username = values.username ?? (env.REGISTRY_USERNAME || undefined);
-  const password = values.password ?? (env.REGISTRY_PASSWORD || undefined);
-  if ((username === undefined) !== (password === undefined)) throw new UsageError('give both a username and a password, or neither');
   return {
     body,
     ...(values.context !== undefined ? { context: values.context } : {}),
-    server,
-    ...(username !== undefined ? { username, password: password! } : {}),
+    ...adminTarget(values, env),
     wait: !values['no-wait'],
     log: !values['no-log'],
     json: values.json ?? false,
   };
 }
 
-export interface CommandIo {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WriteStream;
-  env: NodeJS.ProcessEnv;
-}
-
-export async function runBuildCommand(argv: string[], io: CommandIo = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
+export async function runBuildCommand(argv: string[], io: CommandIo = processIo()): Promise<number> {
   const out = (line: string) => io.stdout.write(`${line}\n`);
   const err = (line: string) => io.stderr.write(`${line}\n`);
-  let options: BuildOptions | 'help';
-  try {
-    options = parseBuildArgs(argv, io.env);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    err(`error: ${error.message}\n\nrun "dify-registry build --help" for usage`);
-    return 2;
-  }
-  if (options === 'help') {
-    out(BUILD_USAGE);
-    return 0;
-  }
+  const options = parseOrExit(() => parseBuildArgs(argv, io.env), 'build', BUILD_USAGE, io);
+  if (typeof options === 'number') return options;
   const client = new BuildClient({ server: options.server, ...(options.username !== undefined ? { username: options.username, password: options.password! } : {}) });
   let submitted: { job: JobRecord; location: string };
   try {

@@ -7,6 +7,7 @@ import { isFinished, isJobState, type JobRecord } from '../jobs/job.js';
 import { parsePlatform } from '../mirror/platforms.js';
 import { isValidName, isValidTag } from '../registry/names.js';
 import { AdminApiError, AdminClient, ConnectionError } from './admin-client.js';
+import { adminTarget, parseOrExit, processIo, UsageError, type AdminTarget, type CommandIo } from './admin-command.js';
 import { erase, failureLines, ProgressLog, redraw, renderProgress, summaryLines } from './progress-view.js';
 
 export const MIRROR_USAGE = `usage: dify-registry mirror <upstream>/<repository>[:<tag>] [:<tag> ...] [options]
@@ -43,7 +44,6 @@ Exit status: 0 the job succeeded; 1 it failed or was cancelled, or the server co
 
 Example: dify-registry mirror docker.io/langgenius/dify-api:1.12.1 --layout ddn-k8s --layout same-name`;
 
-export const DEFAULT_SERVER = 'http://127.0.0.1:5000';
 const POLL_MS = 500;
 /** How long polling rides out a restarting server or a 5xx before giving up. */
 const POLL_PATIENCE_MS = 60_000;
@@ -61,20 +61,10 @@ export interface MirrorRequestBody {
   layouts?: Layout[];
 }
 
-export interface MirrorOptions {
+export interface MirrorOptions extends AdminTarget {
   body: MirrorRequestBody;
-  server: string;
-  username?: string;
-  password?: string;
   wait: boolean;
   json: boolean;
-}
-
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
 }
 
 /** Arguments (after `mirror`) and environment -> what to do; UsageError for anything that cannot work. */
@@ -143,17 +133,9 @@ export function parseMirrorArgs(argv: string[], env: NodeJS.ProcessEnv = {}): Mi
   const layouts = (values.layout ?? []).map(parseLayout);
   if (layouts.length > 0) body.layouts = uniqueLayouts(layouts);
 
-  const server = values.server ?? env.REGISTRY_URL ?? DEFAULT_SERVER;
-  if (!isHttpUrl(server)) throw new UsageError(`the server must be an http:// or https:// URL, not "${server}"`);
-  const username = values.username ?? nonEmpty(env.REGISTRY_USERNAME);
-  const password = values.password ?? nonEmpty(env.REGISTRY_PASSWORD);
-  if ((username === undefined) !== (password === undefined)) {
-    throw new UsageError('give both a username and a password (--username/--password or REGISTRY_USERNAME/REGISTRY_PASSWORD), or neither');
-  }
   return {
     body,
-    server: server.replace(/\/+$/, ''),
-    ...(username !== undefined ? { username, password: password! } : {}),
+    ...adminTarget(values, env),
     wait: !values['no-wait'],
     json: values.json ?? false,
   };
@@ -189,29 +171,12 @@ function uniqueLayouts(layouts: Layout[]): Layout[] {
 // ---------------------------------------------------------------------------------------------
 // Running
 
-export interface CommandIo {
-  stdout: NodeJS.WritableStream;
-  /** Progress and errors. */
-  stderr: NodeJS.WriteStream;
-  env: NodeJS.ProcessEnv;
-}
-
 /** Runs the command; resolves to the exit status. */
-export async function runMirrorCommand(argv: string[], io: CommandIo = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
+export async function runMirrorCommand(argv: string[], io: CommandIo = processIo()): Promise<number> {
   const out = (line: string) => io.stdout.write(`${line}\n`);
   const err = (line: string) => io.stderr.write(`${line}\n`);
-  let options: MirrorOptions | 'help';
-  try {
-    options = parseMirrorArgs(argv, io.env);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    err(`error: ${error.message}\n\nrun "dify-registry mirror --help" for usage`);
-    return 2;
-  }
-  if (options === 'help') {
-    out(MIRROR_USAGE);
-    return 0;
-  }
+  const options = parseOrExit(() => parseMirrorArgs(argv, io.env), 'mirror', MIRROR_USAGE, io);
+  if (typeof options === 'number') return options;
 
   const client = new AdminClient({ server: options.server, ...(options.username !== undefined ? { username: options.username, password: options.password! } : {}) });
   let submitted: { job: JobRecord; location: string };
@@ -379,19 +344,6 @@ function isRegExp(pattern: string): boolean {
   } catch {
     return false;
   }
-}
-
-function isHttpUrl(value: string): boolean {
-  try {
-    const url = new URL(value);
-    return (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '';
-  } catch {
-    return false;
-  }
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === '' ? undefined : value;
 }
 
 function sleep(ms: number): Promise<void> {

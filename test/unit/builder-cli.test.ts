@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { parseBuildArgs, UsageError } from '../../server/cli/build-command.js';
+import { parseBuildArgs } from '../../server/cli/build-command.js';
+import { UsageError } from '../../server/cli/admin-command.js';
 import { BuildProgressLog, buildSummary, platformRows, renderBuild } from '../../server/cli/build-view.js';
 
 describe('builder: dify-registry build', () => {

@@ -2,7 +2,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { AdminApiError, AdminClient, parseChallenge } from '../../server/cli/admin-client.js';
-import { parseMirrorArgs, UsageError, type MirrorOptions } from '../../server/cli/mirror-command.js';
+import { parseMirrorArgs, type MirrorOptions } from '../../server/cli/mirror-command.js';
+import { UsageError } from '../../server/cli/admin-command.js';
 import {
   failureLines,
   ProgressLog,
