@@ -660,13 +660,16 @@ class S3Writer implements FileWriter {
  * 5 MiB, the resume point at a part boundary): the bytes go to S3 as they arrive, with no part buffer in
  * memory and no wait for a buffer to fill. They are also appended to a spill file in the temp directory,
  * so a part S3 refused (throttling, 5xx, a dropped connection) is sent again from disk, with backoff.
+ * Where the temp directory is unusable (full, read-only), the part still streams, without that second chance.
  */
 class StreamedPartWriter implements FileWriter {
   private readonly part: StreamedPutWriter<Part>;
   private readonly number: number;
   private uploadId: string | undefined;
   private readonly spillPath = join(tmpdir(), `dify-registry-part-${randomUUID()}`);
-  private readonly spill: Promise<FileHandle>;
+  /** Undefined when the temp directory is unusable (full, read-only): the part is then streamed without a second chance. */
+  private readonly spill: Promise<FileHandle | undefined>;
+  private spillBroken = false;
   /** Why streaming the part failed; it is then sent again from the spill file. */
   private streamFailure: unknown;
   private written = 0;
@@ -684,8 +687,7 @@ class StreamedPartWriter implements FileWriter {
       this.uploadId ??= await driver.createUpload(path);
       return driver.uploadPartStream(path, this.uploadId, this.number, body, size, signal);
     });
-    this.spill = open(this.spillPath, 'w');
-    this.spill.catch(() => undefined); // awaited by write
+    this.spill = open(this.spillPath, 'w').catch(() => undefined);
   }
 
   get size(): number {
@@ -694,7 +696,8 @@ class StreamedPartWriter implements FileWriter {
 
   async write(chunk: Buffer): Promise<void> {
     if (this.written + chunk.length > this.length) throw new Error(`${this.path}: more than the ${this.length} bytes announced`);
-    const saved = (await this.spill).write(chunk);
+    const spill = this.spillBroken ? undefined : await this.spill;
+    const saved = spill?.write(chunk).catch(() => void (this.spillBroken = true));
     if (this.streamFailure === undefined) await this.part.write(chunk).catch((error: unknown) => void (this.streamFailure = error));
     await saved;
     this.written += chunk.length;
@@ -730,7 +733,8 @@ class StreamedPartWriter implements FileWriter {
         part = this.part.answer;
       }
       for (let attempt = 0; part === undefined; attempt++) {
-        if (!(this.streamFailure instanceof StorageUnavailableError) || attempt >= RESEND_ATTEMPTS) throw this.streamFailure;
+        const resendable = this.streamFailure instanceof StorageUnavailableError && !this.spillBroken && (await this.spill) !== undefined;
+        if (!resendable || attempt >= RESEND_ATTEMPTS) throw this.streamFailure;
         await new Promise((resolve) => setTimeout(resolve, RESEND_BACKOFF_MS * 2 ** attempt));
         try {
           this.uploadId ??= await this.driver.createUpload(this.path);
@@ -747,7 +751,7 @@ class StreamedPartWriter implements FileWriter {
   }
 
   private async dropSpill(): Promise<void> {
-    await (await this.spill.catch(() => undefined))?.close().catch(() => undefined);
+    await (await this.spill)?.close().catch(() => undefined);
     await unlink(this.spillPath).catch(() => undefined);
   }
 }

@@ -243,6 +243,24 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
         if (harness.openUploads) expect(await harness.openUploads('/w/announced-resume')).to.deep.equal([]);
       });
 
+      it('continues with an announced size even where the temp directory is unusable', async () => {
+        const data = randomBytes(5 * MiB + 6 * MiB);
+        const first = await driver.writer('/w/announced-notmp/file');
+        await first.write(data.subarray(0, 5 * MiB));
+        const checkpoint = await first.checkpoint();
+        const saved = process.env.TMPDIR;
+        process.env.TMPDIR = '/nonexistent/tmp';
+        try {
+          const second = await driver.writer('/w/announced-notmp/file', { resume: checkpoint, size: 6 * MiB });
+          await second.write(data.subarray(5 * MiB));
+          await second.commit();
+        } finally {
+          if (saved === undefined) delete process.env.TMPDIR;
+          else process.env.TMPDIR = saved;
+        }
+        expect((await driver.getContent('/w/announced-notmp/file')).equals(data)).to.equal(true);
+      });
+
       it('writes larger than several parts, in odd chunk sizes, read back identical', async () => {
         const sizes = [1, 7 * MiB, 3 * MiB + 1, 0, 5 * MiB, 17, 2 * MiB - 18, 1];
         const data = randomBytes(sizes.reduce((sum, size) => sum + size, 0));
