@@ -9,7 +9,8 @@
 //
 // Environment: BENCH_ROUNDS (15), BENCH_SECONDS (1 per run and process), BENCH_PROCESSES (2 per variant),
 // BENCH_VARIANTS (all: also each half alone), BENCH_CONCURRENCY (8), BENCH_OURS_MODE
-// (dist | tsx), BENCH_KEEP=1 (keep storage and logs).
+// (dist | tsx), BENCH_OURS_NODE_ARGS (node arguments of the registries, e.g. --cpu-prof), BENCH_KEEP=1 (keep
+// storage and logs).
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client } from './lib/http.js';
@@ -112,6 +113,7 @@ async function main(): Promise<void> {
           mode: MODE,
           ...(distMain ? { distMain } : {}),
           labelSuffix: VARIANTS[variant].label,
+          nodeArgs: process.env.BENCH_OURS_NODE_ARGS?.split(/\s+/).filter(Boolean),
           extraConfig: { log: { level: 'info', ...log } },
           http: config,
         });

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import { routeTemplate } from '../metrics/route-template.js';
-import { requestBytes } from './request-bytes.js';
+import { requestBytes, responseBodyBytes } from './request-bytes.js';
 import { accessLineWriter, type AccessEntry } from '../logging/access-line.js';
 import type { RequestObserver } from './observe.js';
 
@@ -13,9 +13,10 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export function accessLog(logger: Logger): RequestObserver {
   const writeLine = accessLineWriter(logger);
   const write = (ctx: Context, requestId: string, started: number) => {
-    // Only the timing and the connection's byte count change after this: the rest is read at format time.
+    // The timing and byte counts are taken now (the counts are shared with metrics); the rest is read at format time.
     const durationMs = performance.now() - started;
     const bytesIn = requestBytes(ctx);
+    const bytesOut = responseBodyBytes(ctx);
     const entry = (): AccessEntry => ({
       requestId,
       method: ctx.method,
@@ -25,7 +26,7 @@ export function accessLog(logger: Logger): RequestObserver {
       user: ctx.state.user,
       jobId: jobIdOf(ctx),
       bytesIn,
-      bytesOut: ctx.method === 'HEAD' ? 0 : (ctx.response.length ?? 0),
+      bytesOut,
       durationMs,
       remote: (ctx.state.clientAddress as string | undefined) ?? ctx.ip,
       userAgent: ctx.req.headers['user-agent'] || undefined,

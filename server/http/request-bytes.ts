@@ -1,4 +1,4 @@
-// Bytes a request took on its connection: request line, headers and body, counted on the socket from the
+// Bytes a request took on its connection, and the bytes of its response's body. Request bytes: request line, headers and body, counted on the socket from the
 // end of the previous request on the same connection (HTTP/1.1 runs one request at a time on it). Read on
 // the socket because a 'data' listener on the request would start the body flowing before routes read it,
 // and because the headers arrive (with the start of the body) before any middleware runs.
@@ -20,5 +20,17 @@ export function requestBytes(ctx: Context): number {
   const bytes = Math.max(0, read - (countedUpTo.get(socket) ?? 0));
   countedUpTo.set(socket, read);
   state[REQUEST_BYTES] = bytes;
+  return bytes;
+}
+
+const RESPONSE_BYTES = Symbol('responseBytes');
+
+/** Response body bytes (its Content-Length; none for HEAD and 304), once the response is done; computed once per request. */
+export function responseBodyBytes(ctx: Context): number {
+  const state = ctx.state as { [RESPONSE_BYTES]?: number };
+  const known = state[RESPONSE_BYTES];
+  if (known !== undefined) return known;
+  const bytes = ctx.method === 'HEAD' || ctx.status === 304 ? 0 : (ctx.response.length ?? 0);
+  state[RESPONSE_BYTES] = bytes;
   return bytes;
 }

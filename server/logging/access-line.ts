@@ -6,17 +6,24 @@
 import { pino, type Logger } from 'pino';
 import { scrubText } from './redact.js';
 
+/** "Safe": never holds a character that JSON escapes (quote, backslash, control characters). */
 export interface AccessEntry {
+  /** Safe: a UUID or a client's id that matched [A-Za-z0-9._:-]. */
   requestId: string;
+  /** Safe: an HTTP method token. */
   method: string;
+  /** Safe: a route template of this code. */
   route: string;
   status: number;
+  /** Safe: a validated repository name. */
   repository?: string;
   user?: string;
   jobId?: string;
   bytesIn: number;
   bytesOut: number;
+  /** Written to the microsecond. */
   durationMs: number;
+  /** Safe: an IP address. */
   remote: string;
   userAgent?: string;
   error?: string;
@@ -60,12 +67,13 @@ export function accessLineWriter(logger: Logger): AccessLineWriter {
       timeMs = at;
       timeField = `,"time":"${new Date(at).toISOString()}"`;
     }
-    let line = `{"level":${INFO}${timeField}${internals[pino.symbols.chindingsSym]}`;
-    line += `,"requestId":${JSON.stringify(entry.requestId)},"method":${JSON.stringify(entry.method)},"route":${JSON.stringify(entry.route)},"status":${entry.status}`;
-    if (entry.repository !== undefined) line += `,"repository":${JSON.stringify(entry.repository)}`;
+    // Fields that cannot hold a character JSON escapes go in as they are (see AccessEntry): JSON.stringify
+    // of every field was a third of the line's cost.
+    let line = `{"level":${INFO}${timeField}${internals[pino.symbols.chindingsSym]},"requestId":"${entry.requestId}","method":"${entry.method}","route":"${entry.route}","status":${entry.status}`;
+    if (entry.repository !== undefined) line += `,"repository":"${entry.repository}"`;
     if (entry.user !== undefined) line += `,"user":${JSON.stringify(entry.user)}`;
     if (entry.jobId !== undefined) line += `,"jobId":${JSON.stringify(entry.jobId)}`;
-    line += `,"bytesIn":${entry.bytesIn},"bytesOut":${entry.bytesOut},"durationMs":${entry.durationMs},"remote":${JSON.stringify(entry.remote)}`;
+    line += `,"bytesIn":${entry.bytesIn},"bytesOut":${entry.bytesOut},"durationMs":${Math.round(entry.durationMs * 1000) / 1000},"remote":"${entry.remote}"`;
     if (entry.userAgent !== undefined) line += `,"userAgent":${JSON.stringify(scrubText(entry.userAgent))}`;
     if (entry.error !== undefined) line += `,"error":${JSON.stringify(entry.error)}`;
     return `${line},"msg":"request"}\n`;

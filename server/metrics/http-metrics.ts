@@ -6,7 +6,7 @@ import { Gauge } from 'prom-client';
 import { FastCounter, FastHistogram, type CounterChild, type HistogramChild } from './fast-metrics.js';
 import { metricsRegistry } from './registry.js';
 import { methodLabel, routeTemplate, templateOfPath } from './route-template.js';
-import { requestBytes } from '../http/request-bytes.js';
+import { requestBytes, responseBodyBytes } from '../http/request-bytes.js';
 import type { RequestObserver } from '../http/observe.js';
 
 /** Marks a request counted in uploads in progress, on its state. */
@@ -71,12 +71,15 @@ interface Children {
   sentBytes: CounterChild;
 }
 
-/** Per (method, route, status): the four children, found with one lookup. */
-const children = new Map<string, Children>();
+/** Per method, route and status: the four children (maps of constants: no key string built per request). */
+const children = new Map<string, Map<string, Map<number, Children>>>();
 
 function childrenOf(method: string, route: string, status: number): Children {
-  const key = `${method} ${route} ${status}`;
-  let found = children.get(key);
+  let byRoute = children.get(method);
+  if (!byRoute) children.set(method, (byRoute = new Map()));
+  let byStatus = byRoute.get(route);
+  if (!byStatus) byRoute.set(route, (byStatus = new Map()));
+  let found = byStatus.get(status);
   if (!found) {
     const code = String(status);
     found = {
@@ -85,7 +88,7 @@ function childrenOf(method: string, route: string, status: number): Children {
       receivedBytes: receivedBytes.child(method, route),
       sentBytes: sentBytes.child(method, route),
     };
-    children.set(key, found);
+    byStatus.set(status, found);
   }
   return found;
 }
@@ -115,7 +118,7 @@ export function httpMetrics(): RequestObserver {
       found.requests.value++;
       found.duration.observe((performance.now() - started) / 1000);
       found.receivedBytes.value += requestBytes(ctx);
-      if (ctx.method !== 'HEAD' && ctx.status !== 304) found.sentBytes.value += ctx.response.length ?? 0;
+      found.sentBytes.value += responseBodyBytes(ctx);
     },
   };
 }
