@@ -1,10 +1,6 @@
 // S3 driver (AWS SDK v3) for AWS S3 and S3-compatible stores (Ceph RGW, MinIO, OSS, OBS).
 // Paths map to keys under `rootdirectory`; "directories" are key prefixes, listed with a delimiter.
 import { randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, unlink, type FileHandle } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -30,6 +26,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { BufferPool } from './buffer-pool.js';
+import { resendCopy, type ResendCopy } from './s3-resend-copy.js';
 import { StreamedPutWriter } from './s3-streamed-put.js';
 import {
   assertSafePath,
@@ -657,20 +654,17 @@ class S3Writer implements FileWriter {
 
 /**
  * Continues a multipart upload with one part streamed from the writes (their number announced, at least
- * 5 MiB, the resume point at a part boundary): the bytes go to S3 as they arrive, with no part buffer in
- * memory and no wait for a buffer to fill. They are also appended to a spill file in the temp directory,
- * so a part S3 refused (throttling, 5xx, a dropped connection) is sent again from disk, with backoff.
- * Where the temp directory is unusable (full, read-only), the part still streams, without that second chance.
+ * 5 MiB, the resume point at a part boundary): the bytes go to S3 as they arrive, with no part buffer to
+ * fill and no wait for one. A second copy of them (s3-resend-copy.ts) lets a part S3 refused (throttling,
+ * 5xx, a dropped connection) be sent again, with backoff; where no copy could be kept, the part still
+ * streams, without that second chance.
  */
 class StreamedPartWriter implements FileWriter {
   private readonly part: StreamedPutWriter<Part>;
   private readonly number: number;
   private uploadId: string | undefined;
-  private readonly spillPath = join(tmpdir(), `dify-registry-part-${randomUUID()}`);
-  /** Undefined when the temp directory is unusable (full, read-only): the part is then streamed without a second chance. */
-  private readonly spill: Promise<FileHandle | undefined>;
-  private spillBroken = false;
-  /** Why streaming the part failed; it is then sent again from the spill file. */
+  private readonly copy: ResendCopy;
+  /** Why streaming the part failed; it is then sent again from the copy. */
   private streamFailure: unknown;
   private written = 0;
 
@@ -687,7 +681,7 @@ class StreamedPartWriter implements FileWriter {
       this.uploadId ??= await driver.createUpload(path);
       return driver.uploadPartStream(path, this.uploadId, this.number, body, size, signal);
     });
-    this.spill = open(this.spillPath, 'w').catch(() => undefined);
+    this.copy = resendCopy(length, driver.partBuffers);
   }
 
   get size(): number {
@@ -696,10 +690,9 @@ class StreamedPartWriter implements FileWriter {
 
   async write(chunk: Buffer): Promise<void> {
     if (this.written + chunk.length > this.length) throw new Error(`${this.path}: more than the ${this.length} bytes announced`);
-    const spill = this.spillBroken ? undefined : await this.spill;
-    const saved = spill?.write(chunk).catch(() => void (this.spillBroken = true));
+    const kept = this.copy.add(chunk);
     if (this.streamFailure === undefined) await this.part.write(chunk).catch((error: unknown) => void (this.streamFailure = error));
-    await saved;
+    await kept;
     this.written += chunk.length;
   }
 
@@ -716,7 +709,7 @@ class StreamedPartWriter implements FileWriter {
 
   async cancel(): Promise<void> {
     await this.part.cancel();
-    await this.dropSpill();
+    await this.copy.drop();
     // An upload this writer started is named by no checkpoint: abort it rather than leave it to purging.
     if (this.token.uploadId === undefined && this.uploadId !== undefined) await this.driver.abort(this.path, this.uploadId).catch(() => undefined);
   }
@@ -733,30 +726,25 @@ class StreamedPartWriter implements FileWriter {
         part = this.part.answer;
       }
       for (let attempt = 0; part === undefined; attempt++) {
-        const resendable = this.streamFailure instanceof StorageUnavailableError && !this.spillBroken && (await this.spill) !== undefined;
-        if (!resendable || attempt >= RESEND_ATTEMPTS) throw this.streamFailure;
+        const body = this.streamFailure instanceof StorageUnavailableError && attempt < RESEND_ATTEMPTS ? await this.copy.body() : undefined;
+        if (!body) throw this.streamFailure;
         await new Promise((resolve) => setTimeout(resolve, RESEND_BACKOFF_MS * 2 ** attempt));
         try {
           this.uploadId ??= await this.driver.createUpload(this.path);
-          const body = createReadStream(this.spillPath);
           part = await this.driver.uploadPartStream(this.path, this.uploadId, this.number, body, this.length, new AbortController().signal);
         } catch (error) {
+          body.destroy();
           this.streamFailure = error;
         }
       }
     } finally {
-      await this.dropSpill();
+      await this.copy.drop();
     }
     return { ...this.token, uploadId: this.uploadId, parts: [...this.token.parts, part] };
   }
-
-  private async dropSpill(): Promise<void> {
-    await (await this.spill)?.close().catch(() => undefined);
-    await unlink(this.spillPath).catch(() => undefined);
-  }
 }
 
-/** A streamed part S3 refused is sent again from its spill file this many times, after 0.2, 0.4, 0.8 s. */
+/** A streamed part S3 refused is sent again from its copy this many times, after 0.2, 0.4, 0.8 s. */
 const RESEND_ATTEMPTS = 3;
 const RESEND_BACKOFF_MS = 200;
 
