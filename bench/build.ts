@@ -36,6 +36,8 @@ interface Measured {
   /** The job's own count (pushedBytes of the platform images). */
   imageBytes: number;
   platforms: Record<string, number>;
+  /** Per platform: fetching the source, `buildah bud`, `buildah push` (seconds). */
+  phases: Record<string, { source: number; build: number; push: number }>;
 }
 
 const remoteCache = process.env.BENCH_REMOTECACHE === '1';
@@ -107,10 +109,21 @@ async function main(): Promise<void> {
         storedBytes,
         imageBytes: job.result!.pushedBytes,
         platforms: Object.fromEntries(Object.entries(job.result!.platforms).map(([platform, p]) => [platform, p.timings.totalMs / 1000])),
+        phases: Object.fromEntries(
+          Object.entries(job.result!.platforms).map(([platform, { timings }]) => [
+            platform,
+            { source: timings.sourceMs / 1000, build: timings.buildMs / 1000, push: timings.pushMs / 1000 },
+          ]),
+        ),
       };
       console.log(
         `${name.padEnd(8)} ${seconds.toFixed(1).padStart(6)} s  stored ${(storedBytes / 1024).toFixed(0).padStart(7)} KiB  ` +
-          Object.entries(measured.platforms).map(([platform, s]) => `${platform} ${s.toFixed(1)} s`).join('  '),
+          Object.entries(measured.platforms)
+            .map(([platform, s]) => {
+              const phase = measured.phases[platform]!;
+              return `${platform} ${s.toFixed(1)} s (source ${phase.source.toFixed(1)}, bud ${phase.build.toFixed(1)}, push ${phase.push.toFixed(1)})`;
+            })
+            .join('  '),
       );
       return measured;
     };
