@@ -4,7 +4,6 @@ import { randomUUID } from 'node:crypto';
 import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import { routeTemplate } from '../metrics/route-template.js';
-import { requestBytes, responseBodyBytes } from './request-bytes.js';
 import { accessLineWriter, type AccessEntry } from '../logging/access-line.js';
 import type { RequestObserver } from './observe.js';
 
@@ -12,11 +11,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export function accessLog(logger: Logger): RequestObserver {
   const writeLine = accessLineWriter(logger);
-  const write = (ctx: Context, requestId: string, started: number) => {
-    // The timing and byte counts are taken now (the counts are shared with metrics); the rest is read at format time.
-    const durationMs = performance.now() - started;
-    const bytesIn = requestBytes(ctx);
-    const bytesOut = responseBodyBytes(ctx);
+  const write = (ctx: Context, requestId: string, durationMs: number, bytesIn: number, bytesOut: number) => {
+    // The timing and byte counts are known now; the rest is read at format time.
     const entry = (): AccessEntry => ({
       requestId,
       method: ctx.method,
@@ -42,8 +38,8 @@ export function accessLog(logger: Logger): RequestObserver {
       ctx.state.requestId = requestId;
       ctx.set('X-Request-Id', requestId);
     },
-    end(ctx, started) {
-      write(ctx, ctx.state.requestId as string, started);
+    end(ctx, durationMs, bytesIn, bytesOut) {
+      write(ctx, ctx.state.requestId as string, durationMs, bytesIn, bytesOut);
     },
   };
 }

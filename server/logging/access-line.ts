@@ -59,7 +59,8 @@ export interface AccessLineWriter {
  */
 export function accessLineWriter(logger: Logger): AccessLineWriter {
   const internals = logger as unknown as PinoInternals;
-  let queued: Array<{ entry: () => AccessEntry; at: number }> = [];
+  let queued: Array<() => AccessEntry> = [];
+  let times: number[] = [];
   let timeMs = -1;
   let timeField = '';
   const format = (entry: AccessEntry, at: number): string => {
@@ -82,13 +83,16 @@ export function accessLineWriter(logger: Logger): AccessLineWriter {
     waiting.delete(flush);
     if (queued.length === 0) return;
     const batch = queued;
+    const at = times;
     queued = [];
+    times = [];
     const stream = internals[pino.symbols.streamSym];
-    for (const { entry, at } of batch) stream.write(format(entry(), at));
+    for (let i = 0; i < batch.length; i++) stream.write(format(batch[i]!(), at[i]!));
   };
   const write = (entry: () => AccessEntry) => {
     if (!logger.isLevelEnabled('info')) return;
-    if (queued.push({ entry, at: Date.now() }) > 1) return;
+    times.push(Date.now());
+    if (queued.push(entry) > 1) return;
     setTimeout(flush, BATCH_MS).unref();
     waiting.add(flush);
   };

@@ -6,7 +6,6 @@ import { Gauge } from 'prom-client';
 import { FastCounter, FastHistogram, type CounterChild, type HistogramChild } from './fast-metrics.js';
 import { metricsRegistry } from './registry.js';
 import { methodLabel, routeTemplate, templateOfPath } from './route-template.js';
-import { requestBytes, responseBodyBytes } from '../http/request-bytes.js';
 import type { RequestObserver } from '../http/observe.js';
 
 /** Marks a request counted in uploads in progress, on its state. */
@@ -111,14 +110,14 @@ export function httpMetrics(): RequestObserver {
         (ctx.state as { [UPLOAD]?: boolean })[UPLOAD] = true;
       }
     },
-    end(ctx, started) {
+    end(ctx, durationMs, bytesIn, bytesOut) {
       now.requests--;
       if ((ctx.state as { [UPLOAD]?: boolean })[UPLOAD]) now.uploads--;
       const found = childrenOf(methodLabel(ctx.method), routeTemplate(ctx), ctx.status);
       found.requests.value++;
-      found.duration.observe((performance.now() - started) / 1000);
-      found.receivedBytes.value += requestBytes(ctx);
-      found.sentBytes.value += responseBodyBytes(ctx);
+      found.duration.observe(durationMs / 1000);
+      found.receivedBytes.value += bytesIn;
+      found.sentBytes.value += bytesOut;
     },
   };
 }
