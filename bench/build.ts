@@ -9,7 +9,8 @@
 // almost nothing, so by default the cold time is mostly buildah's own per-step work; BENCH_INSTALL_SECONDS
 // makes `uv sync` take as long as real downloads and wheel builds would (minutes for dify-api).
 // Settings: BENCH_WARM_RUNS (default 3: the median is reported), BENCH_REMOTECACHE=1 (builder.remotecache on),
-// BENCH_STORAGE_DRIVER (buildah's, default vfs; overlay where the kernel allows it), BENCH_VENV_MB.
+// BENCH_STORAGE_DRIVER (buildah's, default vfs; overlay where the kernel allows it), BENCH_VENV_MB, BENCH_KEEP=1
+// (keep the builder's cache directory and the fixture's git repository, to run buildah on them by hand).
 import { readdir, stat } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -135,10 +136,11 @@ async function main(): Promise<void> {
       results.push(await build(`warm-${i}`, `1.12.${1 + i}`));
     }
   } finally {
-    await repo.cleanup();
+    if (!process.env.BENCH_KEEP) await repo.cleanup();
     await buildah.stop();
     await registry.stop();
-    await removeTree(cachedir);
+    if (process.env.BENCH_KEEP) console.log(`kept ${cachedir}`);
+    else await removeTree(cachedir);
   }
 
   const cold = results[0]!;
