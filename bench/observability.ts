@@ -10,14 +10,15 @@
 // Environment: BENCH_ROUNDS (15), BENCH_SECONDS (1 per run and process), BENCH_PROCESSES (2 per variant),
 // BENCH_VARIANTS (all: also each half alone), BENCH_CONCURRENCY (8), BENCH_OURS_MODE
 // (dist | tsx), BENCH_OURS_NODE_ARGS (node arguments of the registries, e.g. --cpu-prof), BENCH_KEEP=1 (keep
-// storage and logs).
+// storage and logs), BENCH_BASELINE=<git ref> (also the defaults as built from that commit, in the same
+// rounds: a change's effect is a few points, less than this machine's drift between separate runs).
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client } from './lib/http.js';
 import { MANIFEST_ACCEPT, pushImage } from './lib/oci.js';
 import { cpuOfTree, machineBusySeconds } from './lib/procfs.js';
 import { RawClient } from './lib/raw-get.js';
-import { buildOurs, ServerHandle } from './lib/servers.js';
+import { buildOurs, buildOursAt, ServerHandle } from './lib/servers.js';
 import { componentCosts } from './lib/observability-micro.js';
 import { formatNumber, Latencies, table } from './lib/stats.js';
 import { tempDir } from '../test/helpers/process.js';
@@ -31,16 +32,20 @@ const PROCESSES = Number(process.env.BENCH_PROCESSES ?? 2);
 const MODE = process.env.BENCH_OURS_MODE === 'tsx' ? 'tsx' : 'dist';
 const TARGET = 0.9;
 
-type Variant = 'on' | 'off' | 'metrics' | 'log';
+type Variant = 'on' | 'off' | 'metrics' | 'log' | 'baseline';
 
 const VARIANTS: Record<Variant, { label: string; config: Record<string, unknown>; log: Record<string, unknown> }> = {
   on: { label: 'metrics + access log (defaults)', config: {}, log: {} },
   off: { label: 'both off', config: { metrics: { enabled: false } }, log: { accesslog: { disabled: true } } },
   metrics: { label: 'metrics only', config: {}, log: { accesslog: { disabled: true } } },
   log: { label: 'access log only', config: { metrics: { enabled: false } }, log: {} },
+  baseline: { label: `defaults as of ${process.env.BENCH_BASELINE}`, config: {}, log: {} },
 };
 /** BENCH_VARIANTS=all also measures each half alone. */
-const MEASURED: Variant[] = process.env.BENCH_VARIANTS === 'all' ? ['on', 'off', 'metrics', 'log'] : ['on', 'off'];
+const MEASURED: Variant[] = [
+  ...(process.env.BENCH_VARIANTS === 'all' ? (['on', 'off', 'metrics', 'log'] as const) : (['on', 'off'] as const)),
+  ...(process.env.BENCH_BASELINE ? (['baseline'] as const) : []),
+];
 
 interface Run {
   requests: number;
@@ -104,14 +109,14 @@ async function main(): Promise<void> {
   const servers: Array<{ variant: Variant; server: ServerHandle }> = [];
   try {
     const distMain = MODE === 'dist' ? await buildOurs(dir) : undefined;
+    const baselineMain = process.env.BENCH_BASELINE ? await buildOursAt(process.env.BENCH_BASELINE, join(dir, 'baseline')) : undefined;
     for (let copy = 0; copy < PROCESSES; copy++) {
       for (const variant of MEASURED) {
         const { config, log } = VARIANTS[variant];
         const server = await ServerHandle.ours({
           workers: 1,
           logLevel: 'info',
-          mode: MODE,
-          ...(distMain ? { distMain } : {}),
+          ...(variant === 'baseline' ? { mode: 'dist' as const, distMain: baselineMain! } : { mode: MODE, ...(distMain ? { distMain } : {}) }),
           labelSuffix: VARIANTS[variant].label,
           nodeArgs: process.env.BENCH_OURS_NODE_ARGS?.split(/\s+/).filter(Boolean),
           extraConfig: { log: { level: 'info', ...log } },
@@ -128,7 +133,7 @@ async function main(): Promise<void> {
       `manifest GET by tag, ${CONCURRENCY} keep-alive connections, ${SECONDS} s per run, ${ROUNDS} rounds (order alternating), ` +
         `${PROCESSES} processes per variant, mode ${MODE}`,
     );
-    const runs: Record<Variant, Run[]> = { on: [], off: [], metrics: [], log: [] };
+    const runs: Record<Variant, Run[]> = { on: [], off: [], metrics: [], log: [], baseline: [] };
     for (let round = 0; round < ROUNDS; round++) {
       const slices = new Map<Variant, Run[]>();
       for (const { variant, server } of round % 2 === 0 ? servers : [...servers].reverse()) {

@@ -44,13 +44,32 @@ function cleanEnv(dropAws = false): NodeJS.ProcessEnv {
  * (someone mid-edit) do not stop tsc from emitting JavaScript: they are reported, and the output is used.
  */
 export async function buildOurs(dir: string): Promise<string> {
+  return buildTree(REPO_ROOT, dir);
+}
+
+/**
+ * Our registry as of git `ref` (a commit, tag or branch of this checkout), compiled into `dir`: for
+ * measuring a change against the code before it, side by side in the same run.
+ */
+export async function buildOursAt(ref: string, dir: string): Promise<string> {
+  const tree = join(dir, 'tree');
+  await run('git', ['-C', REPO_ROOT, 'worktree', 'add', '--detach', '--force', tree, ref]);
+  try {
+    return await buildTree(tree, dir);
+  } finally {
+    await run('git', ['-C', REPO_ROOT, 'worktree', 'remove', '--force', tree], { allowFailure: true });
+  }
+}
+
+/** Compiles the checkout at `root` with tsc into `dir`/build, with this checkout's node_modules. */
+async function buildTree(root: string, dir: string): Promise<string> {
   const out = join(dir, 'build');
   await mkdir(out, { recursive: true });
   await writeFile(join(out, 'package.json'), JSON.stringify({ type: 'module' }));
   await symlink(join(REPO_ROOT, 'node_modules'), join(out, 'node_modules'));
   const tsc = join(REPO_ROOT, 'node_modules/typescript/bin/tsc');
-  const result = await run(process.execPath, [tsc, '-p', join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', join(out, 'dist')], {
-    cwd: REPO_ROOT,
+  const result = await run(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', join(out, 'dist')], {
+    cwd: root,
     allowFailure: true,
   });
   const main = join(out, 'dist/server/main.js');
