@@ -83,6 +83,12 @@ export interface StorageDriver {
   /** Atomic rename; replaces an existing destination. */
   move(source: string, destination: string): Promise<void>;
   /**
+   * Optional: a copy made by the backend itself, as cheap as `move` without removing the source (S3:
+   * CopyObject). A caller about to delete the source's whole directory anyway saves the delete of `move`.
+   * Drivers that would copy the bytes omit it. Replaces an existing destination; throws PathNotFoundError.
+   */
+  copy?(source: string, destination: string): Promise<void>;
+  /**
    * Removes a file or a whole directory tree; missing paths are not an error. `finished`: the caller knows
    * every writer under the path was committed or cancelled, so none needs looking for (S3: no listing of
    * multipart uploads and checkpoint tails).

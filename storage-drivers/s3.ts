@@ -235,6 +235,11 @@ export class S3Driver implements StorageDriver {
   }
 
   async move(source: string, destination: string): Promise<void> {
+    await this.copy(source, destination);
+    await this.call(source, (client) => client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(source) })));
+  }
+
+  async copy(source: string, destination: string): Promise<void> {
     this.key(destination); // refuse a bad destination before anything happens
     try {
       await this.client.send(new CopyObjectCommand({ ...this.putParams(destination), CopySource: this.copySource(source) }));
@@ -245,7 +250,6 @@ export class S3Driver implements StorageDriver {
       if (size <= MAX_SINGLE_COPY) throw translate(error, source);
       await this.multipartCopy(source, destination, size);
     }
-    await this.call(source, (client) => client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(source) })));
   }
 
   /**

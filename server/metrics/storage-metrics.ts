@@ -69,6 +69,7 @@ export function instrumentDriver(inner: StorageDriver): StorageDriver {
     stat: operation(name, 'stat'),
     list: operation(name, 'list'),
     move: operation(name, 'move'),
+    copy: operation(name, 'copy'),
     delete: operation(name, 'delete'),
     deleteFile: operation(name, 'delete_file'),
     deleteFiles: operation(name, 'delete_files'),
@@ -100,6 +101,10 @@ export function instrumentDriver(inner: StorageDriver): StorageDriver {
   if (inner.copyTo) {
     const copyTo = inner.copyTo.bind(inner);
     driver.copyTo = (path: string, offset: number, length: number, out: Writable) => measure(ops.copyTo, () => copyTo(path, offset, length, out));
+  }
+  if (inner.copy) {
+    const copy = inner.copy.bind(inner);
+    driver.copy = (source: string, destination: string) => measure(ops.copy, () => copy(source, destination));
   }
   if (inner.deleteFiles) {
     const deleteFiles = inner.deleteFiles.bind(inner);

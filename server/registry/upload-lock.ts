@@ -25,6 +25,8 @@ interface LockOwner {
 
 export interface HeldLock {
   release(): Promise<void>;
+  /** The lock file was deleted with its directory: stop renewing it, and make `release` a no-op. */
+  abandon?(): void;
 }
 
 export async function tryLock(driver: StorageDriver, path: string, now = Date.now): Promise<HeldLock | undefined> {
@@ -51,9 +53,15 @@ function held(driver: StorageDriver, path: string, token: string, content: () =>
     driver.putContent(path, content()).then(() => (writtenAt = at), () => undefined);
   }, RENEW_MS);
   renewal.unref();
+  let abandoned = false;
   return {
+    abandon() {
+      clearInterval(renewal);
+      abandoned = true;
+    },
     async release() {
       clearInterval(renewal);
+      if (abandoned) return;
       // Only our own lock: after an expiry someone else may hold it now. Well within the expiry we last
       // wrote it is still ours (a live holder is never taken over before it), so no read is needed; the
       // margin covers clocks of other replicas running ahead.

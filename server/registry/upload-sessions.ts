@@ -30,9 +30,13 @@ export interface UploadSessions {
   remove(state: UploadState): Promise<void>;
   /** The session's single-writer lock, or undefined while another request holds it (or the session is unknown). */
   lock(name: string, id: string): Promise<HeldLock | undefined>;
+  /** True when a lock is a file in the session's directory, deleted with the session's data. */
+  readonly locksGoWithSession?: boolean;
 }
 
 export class StorageUploadSessions implements UploadSessions {
+  readonly locksGoWithSession = true;
+
   constructor(private readonly driver: StorageDriver) {}
 
   create(state: UploadState): Promise<void> {

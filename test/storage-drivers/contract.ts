@@ -602,6 +602,27 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
       });
     });
 
+    describe('copy (where the backend copies by itself)', () => {
+      it('copies a file, a multi-part one intact, replacing an existing destination; the source stays', async function () {
+        if (!driver.copy) this.skip();
+        const data = randomBytes(6 * MiB + 17);
+        const writer = await driver.writer('/cp2/big/upload');
+        await writer.write(data);
+        await writer.commit();
+        await driver.putContent('/cp2/big/blob', 'old, and longer than nothing');
+        await driver.copy!('/cp2/big/upload', '/cp2/big/blob');
+        expectSameBytes(await driver.getContent('/cp2/big/blob'), data, 'copied big file');
+        expectSameBytes(await driver.getContent('/cp2/big/upload'), data, 'source');
+      });
+
+      it('throws PathNotFoundError naming the source when it is missing, and creates nothing', async function () {
+        if (!driver.copy) this.skip();
+        const error = await rejectsWith(driver.copy!('/cp2/none', '/cp2/elsewhere'), PathNotFoundError);
+        expect(error.path).to.equal('/cp2/none');
+        await rejectsWith(driver.stat('/cp2/elsewhere'), PathNotFoundError);
+      });
+    });
+
     describe('delete', () => {
       it('deletes a file, leaving its siblings (including ones whose names start the same)', async () => {
         await driver.putContent('/del/f/one', '1');

@@ -42,6 +42,17 @@ describe('upload lock', () => {
     await again!.release();
   });
 
+  it('once abandoned (its file deleted with its directory), neither renews nor removes anything', async () => {
+    const lock = await tryLock(driver, path);
+    await driver.delete(path.replace(/\/lock$/, ''));
+    lock!.abandon!();
+    const successor = await tryLock(driver, path);
+    expect(successor, 'the path is free').to.not.equal(undefined);
+    await lock!.release();
+    expect((await driver.getContent(path)).length, "the successor's lock stays").to.be.greaterThan(0);
+    await successor!.release();
+  });
+
   it('lets one of many concurrent claims win', async () => {
     const locks = await Promise.all(Array.from({ length: 8 }, () => tryLock(driver, path)));
     const held = locks.filter((lock) => lock !== undefined);
