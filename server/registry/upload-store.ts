@@ -59,25 +59,23 @@ export class UploadStore {
       state = await this.write(state, chunk, 'finish');
       const actual = await this.digestOf(state, digest);
       if (actual !== digest.digest) {
-        await this.discard(state, { finished: true });
+        await this.discard(state, { finished: true, lock });
         throw digestInvalid('uploaded content does not match the digest', { expected: digest.digest, actual });
       }
       // Content-addressed: when the same bytes are already stored, the upload's copy is simply dropped. A
       // backend copy (S3) leaves the source to the deletion of the session's directory below: one request less.
       const place = this.driver.copy ? this.driver.copy.bind(this.driver) : this.driver.move.bind(this.driver);
-      const moveIntoPlace = () => this.blobs.storeData(digest, state.offset, () => place(paths.uploadData(state.name, state.id), paths.blobData(digest)));
-      if (known === undefined) await moveIntoPlace();
+      const putIntoPlace = () => this.blobs.storeData(digest, state.offset, () => place(paths.uploadData(state.name, state.id), paths.blobData(digest)));
+      if (known === undefined) await putIntoPlace();
       try {
         await this.blobs.link(state.name, digest);
       } catch (error) {
         // Garbage collection removed the stored copy we were about to reuse: ours takes its place.
         if (!(error instanceof BlobDataGoneError) || known === undefined) throw error;
-        await moveIntoPlace();
+        await putIntoPlace();
         await this.blobs.link(state.name, digest);
       }
-      await this.discard(state, { finished: true });
-      // Its file went with the directory: releasing it would be one more request for nothing.
-      if (this.sessions.locksGoWithSession) lock.abandon?.();
+      await this.discard(state, { finished: true, lock });
       return { digest: digest.digest, size: state.offset };
     });
   }
@@ -229,11 +227,13 @@ export class UploadStore {
     return `${expected.algorithm}:${hash.digest('hex')}`;
   }
 
-  /** Forgets the session and removes its data; `finished` when its data was committed (nothing unfinished is left). */
-  private async discard(state: UploadState, options: { finished?: boolean } = {}): Promise<void> {
+  /** Forgets the session and removes its data; `finished` when its data was committed (nothing unfinished is left), `lock` the one held. */
+  private async discard(state: UploadState, options: { finished?: boolean; lock?: HeldLock } = {}): Promise<void> {
     this.liveHashes.delete(state.id);
     await this.sessions.remove(state);
-    await this.driver.delete(paths.upload(state.name, state.id), options);
+    await this.driver.delete(paths.upload(state.name, state.id), { finished: options.finished });
+    // A lock file in the directory went with it: releasing it would be one more request for nothing.
+    if (this.sessions.locksGoWithSession) options.lock?.abandon?.();
   }
 
   private remember(id: string, offset: number, hash: Hash): void {
