@@ -19,7 +19,7 @@ export const RESEND_MEMORY_BYTES = 32 * 1024 * 1024;
 let reserved = 0;
 
 export interface ResendCopy {
-  /** Keeps `chunk` (which nothing may change afterwards). A spill file that fails makes the copy unusable, not the write. */
+  /** Keeps a copy of `chunk`. A spill file that fails makes the copy unusable, not the write. */
   add(chunk: Buffer): Promise<void>;
   /** The whole copy as a fresh stream, or undefined when there is no usable copy. */
   body(): Promise<Readable | undefined>;
@@ -48,7 +48,7 @@ class MemoryCopy implements ResendCopy {
   }
 
   async add(chunk: Buffer): Promise<void> {
-    this.filled += chunk.copy(this.buffer!, this.filled);
+    if (this.buffer) this.filled += chunk.copy(this.buffer, this.filled);
   }
 
   async body(): Promise<Readable | undefined> {
