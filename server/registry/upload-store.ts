@@ -94,6 +94,8 @@ export class UploadStore {
         throw error;
       });
     }
+    // A Content-Range must describe the whole blob, as for the first chunk of a session.
+    chunk = this.checkRange({ offset: 0 }, chunk);
     const hash = newHash(digest.algorithm);
     const known = await this.blobs.statGlobal(digest);
     const writer = known === undefined ? await this.driver.writer(paths.blobData(digest), { size: chunk.length }) : undefined;
@@ -170,7 +172,7 @@ export class UploadStore {
   }
 
   /** Content-Range must continue the upload exactly and agree with Content-Length. */
-  private checkRange(state: UploadState, chunk: Chunk): Chunk {
+  private checkRange(state: Pick<UploadState, 'offset'>, chunk: Chunk): Chunk {
     if (!chunk.range) return chunk;
     if (chunk.range.start !== state.offset) {
       throw new OciError(416, 'BLOB_UPLOAD_INVALID', 'chunk does not start at the end of the upload', {
@@ -247,6 +249,6 @@ export class UploadStore {
 }
 
 /** The spec's `Range: 0-<last byte>` of an upload ("0-0" when empty, as Distribution answers). */
-export function rangeHeader(state: UploadState): Record<string, string> {
+export function rangeHeader(state: Pick<UploadState, 'offset'>): Record<string, string> {
   return { Range: `0-${Math.max(0, state.offset - 1)}` };
 }

@@ -482,6 +482,20 @@ export function badInputSuite(factory: TargetFactory): void {
         expect(got.body.equals(data)).to.equal(true);
       });
 
+      it('a monolithic POST whose Content-Range does not start at 0 or disagrees with its length is 416 and stores nothing', async () => {
+        const data = randomBlob(chunk);
+        const p = new Problems();
+        for (const range of [`5-${chunk + 4}`, `0-${chunk + 9}`]) {
+          const r = await oci().request('POST', `/v2/${repo}/blobs/uploads/?digest=${sha256(data)}`, {
+            headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': range },
+            body: data,
+          });
+          p.check(r, r.status === 416, `416 for Content-Range: ${range}`);
+        }
+        p.assertNone();
+        expectStatus(await oci().request('HEAD', `/v2/${repo}/blobs/${sha256(data)}`), 404);
+      });
+
       it('a Content-Range that does not match the body, or is malformed, is 400 or 416 and changes nothing', async () => {
         const data = randomBlob(chunk * 2);
         const { location } = await oci().openSession(repo);
