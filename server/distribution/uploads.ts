@@ -4,7 +4,8 @@ import type { Context } from 'koa';
 import type { Registry } from '../registry/registry.js';
 import { assertDigest } from '../registry/digest.js';
 import { assertValidName } from '../registry/names.js';
-import { rangeHeader, type UploadState } from '../registry/upload-store.js';
+import { rangeHeader } from '../registry/errors.js';
+import type { UploadState } from '../registry/upload-store.js';
 import { chunkOf, emptyBody, hasBody, location, queryString, repositoryOf, type RouteOptions } from './request.js';
 
 /** Clients should send chunks of at least this size (the spec's OCI-Chunk-Min-Length). */

@@ -46,6 +46,13 @@ export const manifestUnknown = (reference: string) =>
   new OciError(404, 'MANIFEST_UNKNOWN', 'manifest unknown', { reference });
 export const nameUnknown = (name: string) => new OciError(404, 'NAME_UNKNOWN', 'repository name not known to registry', { name });
 export const uploadUnknown = (id: string) => new OciError(404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { id });
+/** The spec's `Range: 0-<last byte>` of an upload ("0-0" when empty, as Distribution answers). */
+export function rangeHeader(upload: { offset: number }): Record<string, string> {
+  return { Range: `0-${Math.max(0, upload.offset - 1)}` };
+}
+/** 416 with the upload's Range, so the client can resume once the other request is done. */
+export const uploadBusy = (upload: { id: string; offset: number }) =>
+  new OciError(416, 'BLOB_UPLOAD_INVALID', 'another request is writing to this upload', { id: upload.id }, rangeHeader(upload));
 export const digestInvalid = (message: string, detail?: unknown) => new OciError(400, 'DIGEST_INVALID', message, detail);
 export const manifestInvalid = (message: string, detail?: unknown) => new OciError(400, 'MANIFEST_INVALID', message, detail);
 export const deleteDisabled = () => new OciError(405, 'UNSUPPORTED', 'deletes are disabled on this registry (storage.delete.enabled)');

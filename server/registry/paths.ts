@@ -3,7 +3,7 @@
 //   /docker/registry/v2/repositories/<name>/_layers/<alg>/<hex>/link
 //   /docker/registry/v2/repositories/<name>/_manifests/revisions/<alg>/<hex>/link
 //   /docker/registry/v2/repositories/<name>/_manifests/tags/<tag>/current/link
-//   /docker/registry/v2/repositories/<name>/_uploads/<id>/{data,state.json,lock}
+//   /docker/registry/v2/repositories/<name>/_uploads/<id>/{data,state.json,state-<n>.json,claim-<n>}
 // plus ours, for the referrers API:
 //   /docker/registry/v2/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<referrer hex>.json
 //   /docker/registry/v2/repositories/<name>/_manifests/tags.version
@@ -27,8 +27,13 @@ export const paths = {
   tagLink: (name: string, tag: string) => `${REPOSITORIES}/${name}/_manifests/tags/${tag}/current/link`,
   upload: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}`,
   uploadData: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}/data`,
+  /** The session's first state (its start time: what upload purging reads). */
   uploadState: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}/state.json`,
-  uploadLock: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}/lock`,
+  /** The state after the session's n-th chunk (n >= 1; step 0 is uploadState). */
+  uploadStep: (name: string, id: string, step: number) =>
+    step === 0 ? paths.uploadState(name, id) : `${REPOSITORIES}/${name}/_uploads/${id}/state-${step}.json`,
+  /** Taken, create-only, by the one request that writes the chunk after step n. */
+  uploadClaim: (name: string, id: string, step: number) => `${REPOSITORIES}/${name}/_uploads/${id}/claim-${step}`,
   referrers: (name: string, subject: ParsedDigest) => `${REPOSITORIES}/${name}/_referrers/${subject.algorithm}/${subject.hex}`,
   referrer: (name: string, subject: ParsedDigest, referrer: ParsedDigest) =>
     `${REPOSITORIES}/${name}/_referrers/${subject.algorithm}/${subject.hex}/${referrer.algorithm}-${referrer.hex}.json`,

@@ -30,8 +30,7 @@ export interface HeldLock {
 }
 
 export async function tryLock(driver: StorageDriver, path: string, now = Date.now): Promise<HeldLock | undefined> {
-  const token = randomUUID();
-  const content = () => JSON.stringify({ expires: now() + TTL_MS, host: HOST, pid: process.pid, instance: INSTANCE, token } satisfies LockOwner);
+  const { token, content } = owner(now);
   // Twice at most: the lock may be released between a failed claim and reading it.
   for (let attempt = 0; attempt < 2; attempt++) {
     if (await driver.putContentIfAbsent(path, content())) return held(driver, path, token, content, now);
@@ -44,6 +43,18 @@ export async function tryLock(driver: StorageDriver, path: string, now = Date.no
     return held(driver, path, token, content, now);
   }
   return undefined;
+}
+
+/** The lock if nobody holds it, else undefined; a stale holder is not looked at (one request only). */
+export async function lockIfFree(driver: StorageDriver, path: string, now = Date.now): Promise<HeldLock | undefined> {
+  const { token, content } = owner(now);
+  return (await driver.putContentIfAbsent(path, content())) ? held(driver, path, token, content, now) : undefined;
+}
+
+function owner(now: () => number): { token: string; content: () => string } {
+  const token = randomUUID();
+  const content = () => JSON.stringify({ expires: now() + TTL_MS, host: HOST, pid: process.pid, instance: INSTANCE, token } satisfies LockOwner);
+  return { token, content };
 }
 
 function held(driver: StorageDriver, path: string, token: string, content: () => string, now: () => number): HeldLock {

@@ -2,8 +2,9 @@
 // restarted one continues a session), in Redis when replicas share it (one round trip per chunk instead
 // of an S3 write). Either way the uploaded bytes themselves stay in storage.
 import { exists, isNotFound, type StorageDriver, type WriterCheckpoint } from '../../storage-drivers/driver.js';
+import { uploadBusy } from './errors.js';
 import { paths } from './paths.js';
-import { tryLock, type HeldLock } from './upload-lock.js';
+import { lockIfFree, tryLock, type HeldLock } from './upload-lock.js';
 
 export interface UploadState {
   id: string;
@@ -20,49 +21,134 @@ export interface UploadState {
   startedAt: string;
 }
 
+/** One request's exclusive hold on a session: nobody else writes its data or state until it is released. */
+export interface SessionClaim {
+  /** The session's state when it was claimed: current, as nobody else changes it while the claim is held. */
+  readonly state: UploadState;
+  readonly lock: HeldLock;
+}
+
 export interface UploadSessions {
   create(state: UploadState): Promise<void>;
   /** The session, or undefined when it is unknown (never started, finished, cancelled or purged). */
   load(name: string, id: string): Promise<UploadState | undefined>;
-  /** Records the state after a chunk. */
-  save(state: UploadState): Promise<void>;
+  /** The session with its single-writer claim, or undefined while another request holds it or when it is unknown. */
+  claim(name: string, id: string): Promise<SessionClaim | undefined>;
+  /** Records the state after a chunk; the claim's lock is still released by the caller. */
+  save(state: UploadState, claim: SessionClaim): Promise<void>;
   /** Forgets the state (the caller removes the session's data). */
   remove(state: UploadState): Promise<void>;
-  /** The session's single-writer lock, or undefined while another request holds it (or the session is unknown). */
-  lock(name: string, id: string): Promise<HeldLock | undefined>;
-  /** True when a lock is a file in the session's directory, deleted with the session's data. */
+  /** True when a claim's lock is a file in the session's directory, deleted with the session's data. */
   readonly locksGoWithSession?: boolean;
 }
 
+const STATE_FILE = /\/state(?:-(\d+))?\.json$/;
+const MAX_REMEMBERED = 1024;
+
+class StepClaim implements SessionClaim {
+  constructor(
+    readonly state: UploadState,
+    readonly lock: HeldLock,
+    /** The step the state is at; the claim is the create-only file `claim-<step>`. */
+    readonly step: number,
+  ) {}
+}
+
+/**
+ * Sessions in storage as a journal: step n's state is written once (`state-<n>.json`, create-only), and the
+ * one request allowed to write the chunk after it first creates `claim-<n>` (create-only too). A claim that
+ * led to a new state is never removed: the newer state shows it is done. So a process that wrote or read
+ * step n itself claims the next chunk with ONE request: if `claim-<n>` could be created, nobody went past
+ * step n and the state it holds is current. Per chunk that is a claim and a state write, where a lock
+ * file and one rewritten state took four requests (claim, read, write, delete): on S3 each small request
+ * costs more than the registry's own work on a chunk. Anyone else lists the directory to find the latest
+ * step; a claim whose holder died is taken over as any lock file is (upload-lock.ts).
+ */
 export class StorageUploadSessions implements UploadSessions {
   readonly locksGoWithSession = true;
+  /** The latest step this process wrote or read, by session id (insertion order doubles as LRU order). */
+  private readonly latest = new Map<string, { step: number; state: UploadState }>();
 
   constructor(private readonly driver: StorageDriver) {}
 
-  create(state: UploadState): Promise<void> {
-    return this.save(state);
+  async create(state: UploadState): Promise<void> {
+    await this.driver.putContent(paths.uploadState(state.name, state.id), JSON.stringify(state));
+    this.remember(0, state);
   }
 
   async load(name: string, id: string): Promise<UploadState | undefined> {
+    return (await this.find(name, id))?.state;
+  }
+
+  async claim(name: string, id: string): Promise<SessionClaim | undefined> {
+    const known = this.latest.get(id);
+    // Where directories are real, creating the claim of a session deleted meanwhile would create its
+    // directory again: there, look for its state first (cheap on a filesystem).
+    if (known && known.state.name === name && (this.driver.directoriesArePrefixes || (await this.stateExists(known.step, known.state)))) {
+      const lock = await lockIfFree(this.driver, paths.uploadClaim(name, id, known.step));
+      if (lock) return new StepClaim(known.state, lock, known.step);
+      // Someone claimed that step (and may have gone past it): find out where the session is.
+    }
+    const found = await this.find(name, id);
+    if (!found) return undefined;
+    const lock = await tryLock(this.driver, paths.uploadClaim(name, id, found.step));
+    return lock && new StepClaim(found.state, lock, found.step);
+  }
+
+  async save(state: UploadState, claim: SessionClaim): Promise<void> {
+    if (!(claim instanceof StepClaim)) throw new Error('upload sessions: a claim of other sessions');
+    const step = claim.step + 1;
+    // Create-only: a holder that lost its claim (it stalled past the expiry and was taken over) cannot
+    // overwrite what its successor wrote.
+    if (!(await this.driver.putContentIfAbsent(paths.uploadStep(state.name, state.id, step), JSON.stringify(state)))) {
+      throw uploadBusy(claim.state);
+    }
+    // The new state is the claim's release: its file stays, and nothing renews it any more.
+    claim.lock.abandon?.();
+    this.remember(step, state);
+  }
+
+  async remove(state: UploadState): Promise<void> {
+    // The files go with the session directory.
+    this.latest.delete(state.id);
+  }
+
+  /** The latest step of a session and its state, from a listing of its directory. */
+  private async find(name: string, id: string): Promise<{ step: number; state: UploadState } | undefined> {
+    let files: string[];
     try {
-      return JSON.parse((await this.driver.getContent(paths.uploadState(name, id))).toString()) as UploadState;
+      files = await this.driver.list(paths.upload(name, id));
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
     }
+    let step = -1;
+    for (const file of files) {
+      const match = STATE_FILE.exec(file);
+      if (match) step = Math.max(step, Number(match[1] ?? 0));
+    }
+    if (step < 0) return undefined;
+    let state: UploadState;
+    try {
+      state = JSON.parse((await this.driver.getContent(paths.uploadStep(name, id, step))).toString()) as UploadState;
+    } catch (error) {
+      if (isNotFound(error)) return undefined; // removed since the listing
+      throw error;
+    }
+    this.remember(step, state);
+    return { step, state };
   }
 
-  async save(state: UploadState): Promise<void> {
-    await this.driver.putContent(paths.uploadState(state.name, state.id), JSON.stringify(state));
+  private stateExists(step: number, state: UploadState): Promise<boolean> {
+    return exists(this.driver, paths.uploadStep(state.name, state.id, step), { file: true });
   }
 
-  async remove(): Promise<void> {
-    // The state file goes with the session directory.
-  }
-
-  async lock(name: string, id: string): Promise<HeldLock | undefined> {
-    // Where directories are real, the lock file would create an unknown session's directory: not for those.
-    if (!this.driver.directoriesArePrefixes && !(await exists(this.driver, paths.uploadState(name, id), { file: true }))) return undefined;
-    return tryLock(this.driver, paths.uploadLock(name, id));
+  private remember(step: number, state: UploadState): void {
+    this.latest.delete(state.id);
+    this.latest.set(state.id, { step, state });
+    if (this.latest.size > MAX_REMEMBERED) {
+      const oldest = this.latest.keys().next().value;
+      if (oldest !== undefined) this.latest.delete(oldest);
+    }
   }
 }

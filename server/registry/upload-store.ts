@@ -3,13 +3,13 @@
 // (docker's single streamed PATCH, then a body-less PUT) hashes every byte exactly once.
 import { randomUUID, type Hash } from 'node:crypto';
 import type { FileWriter, StorageDriver, WriterCheckpoint } from '../../storage-drivers/driver.js';
-import { digestInvalid, OciError, uploadUnknown } from './errors.js';
+import { digestInvalid, OciError, rangeHeader, uploadBusy, uploadUnknown } from './errors.js';
 import { newHash, type ParsedDigest } from './digest.js';
 import { paths } from './paths.js';
 import type { ByteRange } from './range.js';
 import { BlobDataGoneError, type BlobInfo, type BlobStore } from './blob-store.js';
 import type { HeldLock } from './upload-lock.js';
-import { StorageUploadSessions, type UploadSessions, type UploadState } from './upload-sessions.js';
+import { StorageUploadSessions, type SessionClaim, type UploadSessions, type UploadState } from './upload-sessions.js';
 
 export type { UploadState };
 
@@ -49,14 +49,15 @@ export class UploadStore {
 
   /** PATCH: appends one chunk. */
   async append(name: string, id: string, chunk: Chunk): Promise<UploadState> {
-    return this.withLock(name, id, (state) => this.write(state, chunk, 'checkpoint'));
+    return this.withClaim(name, id, (claim) => this.write(claim, chunk, 'checkpoint'));
   }
 
   /** PUT: appends an optional last chunk, verifies the digest, and makes the blob visible in `name`. */
   async complete(name: string, id: string, digest: ParsedDigest, chunk?: Chunk): Promise<BlobInfo> {
-    return this.withLock(name, id, async (state, lock) => {
+    return this.withClaim(name, id, async (claim) => {
       const known = await this.blobs.statGlobal(digest);
-      state = await this.write(state, chunk, 'finish');
+      const state = await this.write(claim, chunk, 'finish');
+      const lock = claim.lock;
       const actual = await this.digestOf(state, digest);
       if (actual !== digest.digest) {
         await this.discard(state, { finished: true, lock });
@@ -119,19 +120,15 @@ export class UploadStore {
     await this.discard(state);
   }
 
-  private async withLock<T>(name: string, id: string, action: (state: UploadState, lock: HeldLock) => Promise<T>): Promise<T> {
+  private async withClaim<T>(name: string, id: string, action: (claim: SessionClaim) => Promise<T>): Promise<T> {
     if (!UUID_PATTERN.test(id)) throw uploadUnknown(id.slice(0, 100));
-    // Lock, then read: the state is read once, and current. The lock of an unknown session is released
-    // again at once, so nothing of it stays.
-    const lock = await this.sessions.lock(name, id);
-    if (!lock) {
-      const state = await this.get(name, id);
-      throw new OciError(416, 'BLOB_UPLOAD_INVALID', 'another request is writing to this upload', { id }, rangeHeader(state));
-    }
+    const claim = await this.sessions.claim(name, id);
+    // Unknown (404 from get) or another request's (416 with the upload's range).
+    if (!claim) throw uploadBusy(await this.get(name, id));
     try {
-      return await action(await this.get(name, id), lock);
+      return await action(claim);
     } finally {
-      await lock.release().catch(() => undefined);
+      await claim.lock.release().catch(() => undefined);
     }
   }
 
@@ -139,7 +136,8 @@ export class UploadStore {
    * Streams a chunk (if any) into the session's data. `checkpoint` leaves the data open for more chunks
    * and records where to continue; `finish` completes it as one readable object.
    */
-  private async write(state: UploadState, chunk: Chunk | undefined, mode: 'checkpoint' | 'finish'): Promise<UploadState> {
+  private async write(claim: SessionClaim, chunk: Chunk | undefined, mode: 'checkpoint' | 'finish'): Promise<UploadState> {
+    const state = claim.state;
     if (chunk) chunk = this.checkRange(state, chunk);
     const hash = this.hashAt(state);
     // The live hash is about to absorb bytes that may never be committed: forget it until they are.
@@ -165,7 +163,7 @@ export class UploadStore {
       checkpoint,
     };
     if (mode === 'checkpoint') {
-      await this.sessions.save(next);
+      await this.sessions.save(next, claim);
       if (hash) this.remember(next.id, next.offset, hash);
     }
     return next;
@@ -246,9 +244,4 @@ export class UploadStore {
       if (oldest !== undefined) this.liveHashes.delete(oldest);
     }
   }
-}
-
-/** The spec's `Range: 0-<last byte>` of an upload ("0-0" when empty, as Distribution answers). */
-export function rangeHeader(state: Pick<UploadState, 'offset'>): Record<string, string> {
-  return { Range: `0-${Math.max(0, state.offset - 1)}` };
 }

@@ -4,8 +4,7 @@
 import type { StorageDriver } from '../../storage-drivers/driver.js';
 import { uploadUnknown } from '../registry/errors.js';
 import { paths } from '../registry/paths.js';
-import type { UploadSessions, UploadState } from '../registry/upload-sessions.js';
-import type { HeldLock } from '../registry/upload-lock.js';
+import type { SessionClaim, UploadSessions, UploadState } from '../registry/upload-sessions.js';
 import { RedisLock } from './redis-lock.js';
 import { shared, type SharedState } from './redis.js';
 
@@ -29,7 +28,7 @@ export class RedisUploadSessions implements UploadSessions {
     return upload.name === name ? upload : undefined;
   }
 
-  async save(upload: UploadState): Promise<void> {
+  async save(upload: UploadState, _claim: SessionClaim): Promise<void> {
     // XX: a session cancelled or finished meanwhile is not brought back.
     const saved = await shared('save upload session', () =>
       this.state.client.set(this.key(upload.id), JSON.stringify(upload), 'PX', this.ttlMs, 'XX'),
@@ -41,8 +40,17 @@ export class RedisUploadSessions implements UploadSessions {
     await shared('remove upload session', () => this.state.client.del(this.key(upload.id)));
   }
 
-  lock(_name: string, id: string): Promise<HeldLock | undefined> {
-    return RedisLock.acquire(this.state, `upload-lock:${id}`);
+  async claim(name: string, id: string): Promise<SessionClaim | undefined> {
+    const lock = await RedisLock.acquire(this.state, `upload-lock:${id}`);
+    if (!lock) return undefined;
+    // Lock, then read: the state is read once, and current.
+    const state = await this.load(name, id).catch(async (error: unknown) => {
+      await lock.release().catch(() => undefined);
+      throw error;
+    });
+    if (state) return { state, lock };
+    await lock.release().catch(() => undefined);
+    return undefined;
   }
 
   private key(id: string): string {

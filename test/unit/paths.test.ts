@@ -34,7 +34,9 @@ describe('paths: CNCF Distribution layout', () => {
     expect(paths.upload('a/b', id)).to.equal(`/docker/registry/v2/repositories/a/b/_uploads/${id}`);
     expect(paths.uploadData('a/b', id)).to.equal(`/docker/registry/v2/repositories/a/b/_uploads/${id}/data`);
     expect(paths.uploadState('a/b', id)).to.equal(`/docker/registry/v2/repositories/a/b/_uploads/${id}/state.json`);
-    expect(paths.uploadLock('a/b', id)).to.equal(`/docker/registry/v2/repositories/a/b/_uploads/${id}/lock`);
+    expect(paths.uploadStep('a/b', id, 0)).to.equal(paths.uploadState('a/b', id));
+    expect(paths.uploadStep('a/b', id, 3)).to.equal(`/docker/registry/v2/repositories/a/b/_uploads/${id}/state-3.json`);
+    expect(paths.uploadClaim('a/b', id, 3)).to.equal(`/docker/registry/v2/repositories/a/b/_uploads/${id}/claim-3`);
   });
 
   it('indexes referrers per subject', () => {

@@ -7,7 +7,8 @@ import { FilesystemDriver } from '../../storage-drivers/filesystem.js';
 import { BlobStore } from '../../server/registry/blob-store.js';
 import { digestOf, parseDigest } from '../../server/registry/digest.js';
 import { paths } from '../../server/registry/paths.js';
-import { rangeHeader, UploadStore } from '../../server/registry/upload-store.js';
+import { rangeHeader } from '../../server/registry/errors.js';
+import { UploadStore } from '../../server/registry/upload-store.js';
 import { bodyOf, readAll, rejectsOci, rejectsWith, tempDir } from './support.js';
 
 const NAME = 'ddn-k8s/docker.io/langgenius/dify-api';
@@ -244,10 +245,10 @@ describe('upload store', () => {
     it('drops bytes a crashed writer left beyond the committed offset, and takes over its lock', async () => {
       const state = await uploads.create(NAME);
       await uploads.append(NAME, state.id, { body: bodyOf('committed|') });
-      // The crashed process: bytes written but never recorded in state.json, and its lock left behind.
+      // The crashed process: bytes written but never recorded in a state, and its claim on step 1 left behind.
       await appendFile(onDisk(paths.uploadData(NAME, state.id)), 'HALF-WRITTEN CHUNK');
       await driver.putContent(
-        paths.uploadLock(NAME, state.id),
+        paths.uploadClaim(NAME, state.id, 1),
         JSON.stringify({ expires: Date.now() + 60_000, host: hostname(), pid: 99_999_999, instance: 'crashed' }),
       );
       const b = restarted();
