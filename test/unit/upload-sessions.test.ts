@@ -8,11 +8,12 @@ import { rejectsOci, tempDir } from './support.js';
 
 const NAME = 'journal/test';
 
-/** The driver, with the names of the operations called on it recorded. */
-function counted(driver: StorageDriver): { driver: StorageDriver; calls: string[] } {
+/** The driver, with the names of the operations called on it recorded (and its flags overridden). */
+function counted(driver: StorageDriver, flags: Partial<StorageDriver> = {}): { driver: StorageDriver; calls: string[] } {
   const calls: string[] = [];
   const proxy = new Proxy(driver, {
     get(target, property, receiver) {
+      if (property in flags) return flags[property as keyof StorageDriver];
       const value = Reflect.get(target, property, receiver) as unknown;
       if (typeof value !== 'function') return value;
       return (...args: unknown[]) => {
@@ -46,22 +47,25 @@ describe('upload sessions in storage (a journal of steps)', () => {
     return next;
   }
 
-  it('claims the next chunk with one create when this process wrote the last step, and saves with one more', async () => {
-    const { driver: watched, calls } = counted(driver);
-    const sessions = new StorageUploadSessions(watched);
-    const state = newState();
-    await sessions.create(state);
-    await chunk(sessions, state.id, 5);
-    calls.length = 0;
-    const claim = await sessions.claim(NAME, state.id);
-    expect(claim!.state.offset).to.equal(5);
-    await sessions.save(advance(claim!, 7), claim!);
-    await claim!.lock.release();
-    // A filesystem also checks that the state is still there (a claim would create a deleted session's
-    // directory again); where directories are key prefixes (S3) that stat is not made.
-    expect(calls).to.deep.equal(['stat', 'putContentIfAbsent', 'putContentIfAbsent']);
-    expect((await sessions.load(NAME, state.id))!.offset).to.equal(12);
-  });
+  for (const prefixes of [false, true]) {
+    const where = prefixes ? 'where directories are key prefixes (S3)' : 'on a filesystem';
+    it(`claims the next chunk with one create when this process wrote the last step, and saves with one more, ${where}`, async () => {
+      const { driver: watched, calls } = counted(driver, { directoriesArePrefixes: prefixes });
+      const sessions = new StorageUploadSessions(watched);
+      const state = newState();
+      await sessions.create(state);
+      await chunk(sessions, state.id, 5);
+      calls.length = 0;
+      const claim = await sessions.claim(NAME, state.id);
+      expect(claim!.state.offset).to.equal(5);
+      await sessions.save(advance(claim!, 7), claim!);
+      await claim!.lock.release();
+      // Where directories are real, the claim first checks that the state is still there: creating it would
+      // bring a deleted session's directory back.
+      expect(calls).to.deep.equal([...(prefixes ? [] : ['stat']), 'putContentIfAbsent', 'putContentIfAbsent']);
+      expect((await sessions.load(NAME, state.id))!.offset).to.equal(12);
+    });
+  }
 
   it('continues where another process left off, whichever process took the previous chunk', async () => {
     const a = new StorageUploadSessions(driver);
