@@ -58,11 +58,12 @@ class StepClaim implements SessionClaim {
  * Sessions in storage as a journal: step n's state is written once (`state-<n>.json`, create-only), and the
  * one request allowed to write the chunk after it first creates `claim-<n>` (create-only too). A claim that
  * led to a new state is never removed: the newer state shows it is done. So a process that wrote or read
- * step n itself claims the next chunk with ONE request: if `claim-<n>` could be created, nobody went past
- * step n and the state it holds is current. Per chunk that is a claim and a state write, where a lock
- * file and one rewritten state took four requests (claim, read, write, delete): on S3 each small request
- * costs more than the registry's own work on a chunk. Anyone else lists the directory to find the latest
- * step; a claim whose holder died is taken over as any lock file is (upload-lock.ts).
+ * step n itself claims the next chunk without reading anything: if `claim-<n>` could be created, nobody
+ * went past step n and the state it holds is current (it only checks, at the same time, that the session
+ * was not ended elsewhere). Per chunk that is a claim, a look and a state write, where a lock file and one
+ * rewritten state took four requests in a row (claim, read, write, delete): on S3 each small request costs
+ * more than the registry's own work on a chunk. Anyone else lists the directory to find the latest step;
+ * a claim whose holder died is taken over as any lock file is (upload-lock.ts).
  */
 export class StorageUploadSessions implements UploadSessions {
   readonly locksGoWithSession = true;
@@ -82,17 +83,34 @@ export class StorageUploadSessions implements UploadSessions {
 
   async claim(name: string, id: string): Promise<SessionClaim | undefined> {
     const known = this.latest.get(id);
-    // Where directories are real, creating the claim of a session deleted meanwhile would create its
-    // directory again: there, look for its state first (cheap on a filesystem).
-    if (known && known.state.name === name && (this.driver.directoriesArePrefixes || (await this.stateExists(known.step, known.state)))) {
-      const lock = await lockIfFree(this.driver, paths.uploadClaim(name, id, known.step));
+    if (known && known.state.name === name) {
+      const lock = await this.claimKnownStep(known.step, known.state);
       if (lock) return new StepClaim(known.state, lock, known.step);
-      // Someone claimed that step (and may have gone past it): find out where the session is.
+      // Someone claimed that step (and may have gone past it), or the session is gone: find out.
     }
     const found = await this.find(name, id);
     if (!found) return undefined;
     const lock = await tryLock(this.driver, paths.uploadClaim(name, id, found.step));
     return lock && new StepClaim(found.state, lock, found.step);
+  }
+
+  /**
+   * The claim on a step this process wrote or read, if nobody took it and the session still exists: another
+   * process may have finished, cancelled or purged it since, and writing on would bring it back. Where
+   * directories are real, look first (the claim would make the directory again); elsewhere look while
+   * claiming, and give the claim back if the state is gone.
+   */
+  private async claimKnownStep(step: number, state: UploadState): Promise<HeldLock | undefined> {
+    const path = paths.uploadClaim(state.name, state.id, step);
+    if (!this.driver.directoriesArePrefixes) {
+      return (await this.stateExists(step, state)) ? lockIfFree(this.driver, path) : undefined;
+    }
+    const [lock, present] = await Promise.allSettled([lockIfFree(this.driver, path), this.stateExists(step, state)]);
+    if (lock.status === 'fulfilled' && present.status === 'fulfilled' && present.value) return lock.value;
+    if (lock.status === 'fulfilled') await lock.value?.release().catch(() => undefined);
+    if (lock.status === 'rejected') throw lock.reason;
+    if (present.status === 'rejected') throw present.reason;
+    return undefined;
   }
 
   async save(state: UploadState, claim: SessionClaim): Promise<void> {

@@ -2,7 +2,7 @@
 // upload-sessions.ts), the data in storage; the running SHA-256 of the process that took the last chunk is kept in memory so the common path
 // (docker's single streamed PATCH, then a body-less PUT) hashes every byte exactly once.
 import { randomUUID, type Hash } from 'node:crypto';
-import type { FileWriter, StorageDriver, WriterCheckpoint } from '../../storage-drivers/driver.js';
+import { isNotFound, type FileWriter, type StorageDriver, type WriterCheckpoint } from '../../storage-drivers/driver.js';
 import { digestInvalid, OciError, rangeHeader, uploadBusy, uploadUnknown } from './errors.js';
 import { newHash, type ParsedDigest } from './digest.js';
 import { paths } from './paths.js';
@@ -66,7 +66,12 @@ export class UploadStore {
       // Content-addressed: when the same bytes are already stored, the upload's copy is simply dropped. A
       // backend copy (S3) leaves the source to the deletion of the session's directory below: one request less.
       const place = this.driver.copy ? this.driver.copy.bind(this.driver) : this.driver.move.bind(this.driver);
-      const putIntoPlace = () => this.blobs.storeData(digest, state.offset, () => place(paths.uploadData(state.name, state.id), paths.blobData(digest)));
+      const putIntoPlace = () =>
+        this.blobs
+          .storeData(digest, state.offset, () => place(paths.uploadData(state.name, state.id), paths.blobData(digest)))
+          .catch((error: unknown) => {
+            throw sessionGone(error, state);
+          });
       if (known === undefined) await putIntoPlace();
       try {
         await this.blobs.link(state.name, digest);
@@ -142,10 +147,14 @@ export class UploadStore {
     const hash = this.hashAt(state);
     // The live hash is about to absorb bytes that may never be committed: forget it until they are.
     this.liveHashes.delete(state.id);
-    const writer = await this.driver.writer(paths.uploadData(state.name, state.id), {
-      resume: state.checkpoint ?? { size: state.offset },
-      ...(chunk?.length !== undefined ? { size: chunk.length } : {}),
-    });
+    const writer = await this.driver
+      .writer(paths.uploadData(state.name, state.id), {
+        resume: state.checkpoint ?? { size: state.offset },
+        ...(chunk?.length !== undefined ? { size: chunk.length } : {}),
+      })
+      .catch((error: unknown) => {
+        throw sessionGone(error, state);
+      });
     let received = 0;
     let checkpoint: WriterCheckpoint | undefined;
     try {
@@ -154,7 +163,7 @@ export class UploadStore {
       else checkpoint = await writer.checkpoint();
     } catch (error) {
       await writer.cancel();
-      throw error;
+      throw sessionGone(error, state);
     }
     const next: UploadState = {
       ...state,
@@ -244,4 +253,12 @@ export class UploadStore {
       if (oldest !== undefined) this.liveHashes.delete(oldest);
     }
   }
+}
+
+/**
+ * The session's data was not found: another process finished, cancelled or purged the session while this
+ * request held an out-of-date view of it. For the client that is an unknown upload, not a server error.
+ */
+function sessionGone(error: unknown, state: UploadState): unknown {
+  return isNotFound(error) ? uploadUnknown(state.id) : error;
 }

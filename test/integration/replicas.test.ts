@@ -390,6 +390,38 @@ if (testBackends().includes('s3')) {
           });
         }
 
+        // The replica that took the earlier chunks remembers where the session was; it must notice that
+        // another replica finished or cancelled it meanwhile, and neither fail with a 500 nor bring it back.
+        const stale = [
+          { ending: 'finished', firstChunk: 0 },
+          { ending: 'finished', firstChunk: 1 * MiB }, // S3: data continued from a tail object
+          { ending: 'finished', firstChunk: 5 * MiB }, // S3: data continued in a multipart upload
+          { ending: 'cancelled', firstChunk: 0 },
+          { ending: 'cancelled', firstChunk: 5 * MiB },
+        ];
+        for (const { ending, firstChunk } of stale) {
+          it(`answers 404 to a PATCH on a session ${ending} by another replica (${firstChunk / MiB} MiB written before), on every replica`, async () => {
+            const repo = `${ns}/stale`;
+            const [r0, r1] = set.replicas as [Replica, Replica];
+            const data = randomBlob(firstChunk + 1024);
+            const first = new OciClient(r0.url);
+            const { location } = await first.openSession(repo);
+            let at = pathOf(location);
+            if (firstChunk > 0) {
+              const reply = await first.patchChunk(at, data.subarray(0, firstChunk), { start: 0 });
+              expect(reply.status, describeReply(reply)).to.equal(202);
+              at = pathOf(reply.headers.get('location') ?? location);
+            }
+            const other = new OciClient(r1.url);
+            const ended = ending === 'finished' ? await other.closeUpload(at, sha256(data.subarray(0, firstChunk))) : await other.delete(at);
+            expectStatus(ended, ending === 'finished' ? 201 : 204);
+            expectOciError(await first.patchChunk(at, data.subarray(firstChunk), { start: firstChunk }), 404, 'BLOB_UPLOAD_UNKNOWN');
+            for (const replica of set.replicas) {
+              expectOciError(await new OciClient(replica.url).get(at), 404, 'BLOB_UPLOAD_UNKNOWN');
+            }
+          });
+        }
+
         it('refuses a second PATCH to a session with 416 on every replica while one streams, never interleaving bytes', async () => {
           const repo = `${ns}/concurrent`;
           const [r0, r1, r2] = set.replicas as [Replica, Replica, Replica];

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { exists, type StorageDriver } from '../../storage-drivers/driver.js';
+import type { StorageDriver } from '../../storage-drivers/driver.js';
 import { FilesystemDriver } from '../../storage-drivers/filesystem.js';
 import { paths } from '../../server/registry/paths.js';
 import { StorageUploadSessions, type SessionClaim, type UploadState } from '../../server/registry/upload-sessions.js';
@@ -36,7 +36,11 @@ describe('upload sessions in storage (a journal of steps)', () => {
   after(() => cleanup());
 
   const newState = (): UploadState => ({ id: randomUUID(), name: NAME, offset: 0, startedAt: new Date().toISOString() });
-  const advance = (claim: SessionClaim, bytes: number): UploadState => ({ ...claim.state, offset: claim.state.offset + bytes });
+  /** The state after a chunk: as the upload store saves it, with where the data continues. */
+  const advance = (claim: SessionClaim, bytes: number): UploadState => {
+    const offset = claim.state.offset + bytes;
+    return { ...claim.state, offset, checkpoint: { size: offset, token: `parts up to ${offset}` } };
+  };
 
   async function chunk(sessions: StorageUploadSessions, id: string, bytes: number): Promise<UploadState> {
     const claim = await sessions.claim(NAME, id);
@@ -49,7 +53,7 @@ describe('upload sessions in storage (a journal of steps)', () => {
 
   for (const prefixes of [false, true]) {
     const where = prefixes ? 'where directories are key prefixes (S3)' : 'on a filesystem';
-    it(`claims the next chunk with one create when this process wrote the last step, and saves with one more, ${where}`, async () => {
+    it(`claims the next chunk with one create (and a look) when this process wrote the last step, and saves with one more, ${where}`, async () => {
       const { driver: watched, calls } = counted(driver, { directoriesArePrefixes: prefixes });
       const sessions = new StorageUploadSessions(watched);
       const state = newState();
@@ -60,9 +64,9 @@ describe('upload sessions in storage (a journal of steps)', () => {
       expect(claim!.state.offset).to.equal(5);
       await sessions.save(advance(claim!, 7), claim!);
       await claim!.lock.release();
-      // Where directories are real, the claim first checks that the state is still there: creating it would
-      // bring a deleted session's directory back.
-      expect(calls).to.deep.equal([...(prefixes ? [] : ['stat']), 'putContentIfAbsent', 'putContentIfAbsent']);
+      // It also checks that the state is still there (another process may have ended the session): where
+      // directories are real before the claim (creating it would bring the directory back), else meanwhile.
+      expect(calls).to.deep.equal(prefixes ? ['putContentIfAbsent', 'stat', 'putContentIfAbsent'] : ['stat', 'putContentIfAbsent', 'putContentIfAbsent']);
       expect((await sessions.load(NAME, state.id))!.offset).to.equal(12);
     });
   }
@@ -120,16 +124,21 @@ describe('upload sessions in storage (a journal of steps)', () => {
     expect((await sessions.load(NAME, state.id))!.offset).to.equal(42);
   });
 
-  it('does not bring back a session removed by another process', async () => {
-    const sessions = new StorageUploadSessions(driver);
-    const state = newState();
-    await sessions.create(state);
-    await chunk(sessions, state.id, 2);
-    await driver.delete(paths.upload(NAME, state.id));
-    expect(await sessions.claim(NAME, state.id)).to.equal(undefined);
-    expect(await sessions.load(NAME, state.id)).to.equal(undefined);
-    expect(await exists(driver, paths.upload(NAME, state.id)), 'no directory made again').to.equal(false);
-  });
+  for (const prefixes of [false, true]) {
+    it(`does not bring back a session removed by another process${prefixes ? ', where directories are key prefixes' : ''}`, async () => {
+      const { driver: watched } = counted(driver, { directoriesArePrefixes: prefixes });
+      const sessions = new StorageUploadSessions(watched);
+      const state = newState();
+      await sessions.create(state);
+      await chunk(sessions, state.id, 2);
+      await driver.delete(paths.upload(NAME, state.id));
+      expect(await sessions.claim(NAME, state.id)).to.equal(undefined);
+      expect(await sessions.load(NAME, state.id)).to.equal(undefined);
+      const left = await driver.list(paths.upload(NAME, state.id)).catch(() => undefined);
+      if (prefixes) expect(left ?? [], 'the claim was given back').to.deep.equal([]);
+      else expect(left, 'no directory made again').to.equal(undefined);
+    });
+  }
 
   it('reads a session written by an earlier version (one rewritten state.json) as its first step', async () => {
     const state = { ...newState(), offset: 9 };

@@ -193,6 +193,15 @@ describe('upload store', () => {
     await rejectsOci(uploads.cancel(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
   });
 
+  it('answers 404 BLOB_UPLOAD_UNKNOWN, not a server error, when the session data vanished under a request', async () => {
+    // As when another process purges or ends the session between this request's claim and its write.
+    const state = await uploads.create(NAME);
+    await uploads.append(NAME, state.id, { body: bodyOf('abc') });
+    await driver.deleteFile(paths.uploadData(NAME, state.id));
+    await rejectsOci(uploads.append(NAME, state.id, { body: bodyOf('def'), range: { start: 3, end: 5 } }), 404, 'BLOB_UPLOAD_UNKNOWN');
+    await rejectsOci(uploads.complete(NAME, state.id, digest('abc')), 404, 'BLOB_UPLOAD_UNKNOWN');
+  });
+
   it('refuses a concurrent append to the same upload with 416, then accepts the next one', async () => {
     const state = await uploads.create(NAME);
     let release!: () => void;
