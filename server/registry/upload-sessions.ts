@@ -116,13 +116,28 @@ export class StorageUploadSessions implements UploadSessions {
   async save(state: UploadState, claim: SessionClaim): Promise<void> {
     if (!(claim instanceof StepClaim)) throw new Error('upload sessions: a claim of other sessions');
     const step = claim.step + 1;
-    // Create-only: a holder that lost its claim (it stalled past the expiry and was taken over) cannot
-    // overwrite what its successor wrote.
-    if (!(await this.driver.putContentIfAbsent(paths.uploadStep(state.name, state.id, step), JSON.stringify(state)))) {
-      throw uploadBusy(claim.state);
-    }
-    // The new state is the claim's release: its file stays, and nothing renews it any more.
+    const path = paths.uploadStep(state.name, state.id, step);
+    const content = JSON.stringify(state);
+    // Whatever happens now, the claim's file stays: freeing it while a newer state may exist would let a
+    // process that remembers step n take that step again. A claim whose state never came expires instead.
     claim.lock.abandon?.();
+    let created: boolean;
+    try {
+      // Create-only: a holder that lost its claim (it stalled past the expiry and was taken over) cannot
+      // overwrite what its successor wrote.
+      created = await this.driver.putContentIfAbsent(path, content);
+    } catch (error) {
+      this.latest.delete(state.id);
+      throw error;
+    }
+    if (!created) {
+      const existing = await this.driver.getContent(path).catch(() => undefined);
+      // The same write, retried after its answer was lost, found itself: done.
+      if (existing?.toString() !== content) {
+        this.latest.delete(state.id);
+        throw uploadBusy(existing ? (JSON.parse(existing.toString()) as UploadState) : claim.state);
+      }
+    }
     this.remember(step, state);
   }
 

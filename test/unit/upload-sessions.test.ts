@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import type { StorageDriver } from '../../storage-drivers/driver.js';
+import { exists, type StorageDriver } from '../../storage-drivers/driver.js';
 import { FilesystemDriver } from '../../storage-drivers/filesystem.js';
 import { paths } from '../../server/registry/paths.js';
 import { StorageUploadSessions, type SessionClaim, type UploadState } from '../../server/registry/upload-sessions.js';
@@ -111,7 +111,7 @@ describe('upload sessions in storage (a journal of steps)', () => {
     await won[0]!.lock.release();
   });
 
-  it('refuses to save over a step someone else wrote (a holder that lost its claim), with the upload range', async () => {
+  it('refuses to save over a step someone else wrote (a holder that lost its claim), with the newer range', async () => {
     const sessions = new StorageUploadSessions(driver);
     const state = newState();
     await sessions.create(state);
@@ -119,9 +119,26 @@ describe('upload sessions in storage (a journal of steps)', () => {
     // Its successor (after the stalled claim expired) already wrote step 1.
     await driver.putContent(paths.uploadStep(NAME, state.id, 1), JSON.stringify({ ...state, offset: 42 }));
     const error = await rejectsOci(sessions.save(advance(stalled!, 7), stalled!), 416, 'BLOB_UPLOAD_INVALID');
-    expect(error.headers).to.deep.equal({ Range: '0-0' });
+    expect(error.headers).to.deep.equal({ Range: '0-41' });
     await stalled!.lock.release();
-    expect((await sessions.load(NAME, state.id))!.offset).to.equal(42);
+    // Step 0 stays claimed (a newer state exists): this process does not take it again from memory.
+    expect(await exists(driver, paths.uploadClaim(NAME, state.id, 0)), 'claim-0 kept').to.equal(true);
+    const next = await sessions.claim(NAME, state.id);
+    expect(next!.state.offset).to.equal(42);
+    await next!.lock.release();
+  });
+
+  it('counts a state write retried after its answer was lost as done', async () => {
+    const sessions = new StorageUploadSessions(driver);
+    const state = newState();
+    await sessions.create(state);
+    const claim = await sessions.claim(NAME, state.id);
+    const next = advance(claim!, 9);
+    // The first attempt arrived; only its answer did not.
+    await driver.putContent(paths.uploadStep(NAME, state.id, 1), JSON.stringify(next));
+    await sessions.save(next, claim!);
+    await claim!.lock.release();
+    expect((await sessions.load(NAME, state.id))!.offset).to.equal(9);
   });
 
   for (const prefixes of [false, true]) {
