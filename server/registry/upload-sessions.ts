@@ -131,11 +131,11 @@ export class StorageUploadSessions implements UploadSessions {
       throw error;
     }
     if (!created) {
-      const existing = await this.driver.getContent(path).catch(() => undefined);
+      const existing = (await this.driver.getContent(path).catch(() => undefined))?.toString();
       // The same write, retried after its answer was lost, found itself: done.
-      if (existing?.toString() !== content) {
+      if (existing !== content) {
         this.latest.delete(state.id);
-        throw uploadBusy(existing ? (JSON.parse(existing.toString()) as UploadState) : claim.state);
+        throw uploadBusy((existing !== undefined && parseState(existing)) || claim.state);
       }
     }
     this.remember(step, state);
@@ -161,13 +161,14 @@ export class StorageUploadSessions implements UploadSessions {
       if (match) step = Math.max(step, Number(match[1] ?? 0));
     }
     if (step < 0) return undefined;
-    let state: UploadState;
+    let state: UploadState | undefined;
     try {
-      state = JSON.parse((await this.driver.getContent(paths.uploadStep(name, id, step))).toString()) as UploadState;
+      state = parseState((await this.driver.getContent(paths.uploadStep(name, id, step))).toString());
     } catch (error) {
       if (isNotFound(error)) return undefined; // removed since the listing
       throw error;
     }
+    if (!state) return undefined; // unreadable: the client starts the upload again
     this.remember(step, state);
     return { step, state };
   }
@@ -179,9 +180,15 @@ export class StorageUploadSessions implements UploadSessions {
   private remember(step: number, state: UploadState): void {
     this.latest.delete(state.id);
     this.latest.set(state.id, { step, state });
-    if (this.latest.size > MAX_REMEMBERED) {
-      const oldest = this.latest.keys().next().value;
-      if (oldest !== undefined) this.latest.delete(oldest);
-    }
+    if (this.latest.size > MAX_REMEMBERED) this.latest.delete(this.latest.keys().next().value!);
+  }
+}
+
+function parseState(text: string): UploadState | undefined {
+  try {
+    const state = JSON.parse(text) as UploadState;
+    return typeof state === 'object' && state !== null && typeof state.offset === 'number' ? state : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -157,6 +157,16 @@ describe('upload sessions in storage (a journal of steps)', () => {
     });
   }
 
+  it('treats a session whose latest state is unreadable as unknown (the client starts again), not as a failure', async () => {
+    const sessions = new StorageUploadSessions(driver);
+    const state = newState();
+    await sessions.create(state);
+    await driver.putContent(paths.uploadStep(NAME, state.id, 1), '{"offset": "garbage');
+    const fresh = new StorageUploadSessions(driver);
+    expect(await fresh.load(NAME, state.id)).to.equal(undefined);
+    expect(await fresh.claim(NAME, state.id)).to.equal(undefined);
+  });
+
   it('reads a session written by an earlier version (one rewritten state.json) as its first step', async () => {
     const state = { ...newState(), offset: 9 };
     await driver.putContent(paths.uploadState(NAME, state.id), JSON.stringify(state));
