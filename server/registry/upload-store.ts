@@ -69,9 +69,7 @@ export class UploadStore {
       const putIntoPlace = () =>
         this.blobs
           .storeData(digest, state.offset, () => place(paths.uploadData(state.name, state.id), paths.blobData(digest)))
-          .catch((error: unknown) => {
-            throw sessionGone(error, state);
-          });
+          .catch((error: unknown) => Promise.reject(sessionGone(error, state)));
       if (known === undefined) await putIntoPlace();
       try {
         await this.blobs.link(state.name, digest);
@@ -152,9 +150,7 @@ export class UploadStore {
         resume: state.checkpoint ?? { size: state.offset },
         ...(chunk?.length !== undefined ? { size: chunk.length } : {}),
       })
-      .catch((error: unknown) => {
-        throw sessionGone(error, state);
-      });
+      .catch((error: unknown) => Promise.reject(sessionGone(error, state)));
     let received = 0;
     let checkpoint: WriterCheckpoint | undefined;
     try {
