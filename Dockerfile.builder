@@ -1,4 +1,4 @@
-# Build workers: the registry image plus buildah (bud --isolation chroot, vfs storage) and
+# Build workers: the registry image plus buildah (bud --isolation chroot) and
 # qemu-user-static for foreign platforms, with tini as PID 1 to reap what RUN steps leave behind.
 #
 #   docker build -t dify-registry .
@@ -14,7 +14,8 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       buildah qemu-user-static tini git ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
-# vfs and chroot work in any container; overlay would need /dev/fuse or a privileged kernel mount.
+# For buildah run by hand: vfs and chroot work in any container. The worker picks its own driver
+# (builder.buildah.storagedriver: auto, overlay where a privileged pod can mount it on its cache volume).
 RUN mkdir -p /etc/containers /var/lib/containers /var/lib/builder \
  && printf '[storage]\ndriver = "vfs"\ngraphroot = "/var/lib/containers/storage"\nrunroot = "/run/containers/storage"\n' > /etc/containers/storage.conf
 ENV BUILDAH_ISOLATION=chroot \

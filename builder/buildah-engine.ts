@@ -8,11 +8,13 @@ import { JobError, RetryableJobError } from '../server/jobs/job.js';
 import { prepareDockerfile } from './dockerfile.js';
 import type { BuildEngine, EngineBuild, EngineResult } from './engine.js';
 import { execStreaming, type ExecResult } from './exec.js';
+import { chooseStorageDriver, overlayMounts } from './storage-driver.js';
 
 export interface BuildahOptions {
   path: string;
   /** Storage root (the layer cache) and scratch space live here. */
   cachedir: string;
+  /** A containers-storage driver, or `auto` (storage-driver.ts). */
   storagedriver: string;
   isolation: 'chroot' | 'oci' | 'rootless';
   pull: 'newer' | 'always' | 'missing' | 'never';
@@ -39,6 +41,8 @@ const STEP = /^(?:\[(\d+)\/(\d+)\] )?STEP (\d+)\/(\d+): /;
 export class BuildahEngine implements BuildEngine {
   readonly name = 'buildah';
   private readonly dirs: { storage: string; run: string; tmp: string; policy: string; registries: string };
+  /** Whether overlay mounts in the cache directory: asked once, by the first build that needs to know. */
+  private overlayProbe?: Promise<boolean>;
 
   constructor(private readonly options: BuildahOptions) {
     const base = options.cachedir;
@@ -67,10 +71,12 @@ export class BuildahEngine implements BuildEngine {
       throw new JobError('DOCKERFILE_INVALID', `no Dockerfile ${build.dockerfile.split('/').slice(-2).join('/')} in the context`);
     }
     await writeFile(dockerfile, prepareDockerfile(original, build.buildArgs, build.labels));
+    const driver = await chooseStorageDriver(this.options.storagedriver, this.root(build.platform), () => (this.overlayProbe ??= overlayMounts(this.dirs.tmp)));
+    build.log(`buildah storage driver: ${driver}${this.options.storagedriver === 'auto' ? ' (auto)' : ''}`);
     const started = Date.now();
     try {
       build.progress({ phase: 'building' });
-      const bud = await this.run(this.budArgs(build, local, idFile, dockerfile), build, (line) => {
+      const bud = await this.run(driver, this.budArgs(build, local, idFile, dockerfile), build, (line) => {
         const step = STEP.exec(line);
         if (step) {
           build.progress({
@@ -86,6 +92,7 @@ export class BuildahEngine implements BuildEngine {
       const digestFile = join(this.dirs.tmp, `${randomBytes(8).toString('hex')}.digest`);
       try {
         const push = await this.run(
+          driver,
           ['push', '--signature-policy', this.dirs.policy, ...this.auth(build), '--digestfile', digestFile, imageId, `docker://${build.destination}`],
           build,
         );
@@ -131,17 +138,20 @@ export class BuildahEngine implements BuildEngine {
    * One storage per platform: its layers are its own anyway, and two platforms pulling the same base
    * name into one storage at once race (`locating pulled image ... image not known`).
    */
-  private globalArgs(platform: string): string[] {
-    const slug = platform.replace(/\//g, '-');
-    return ['--root', join(this.dirs.storage, slug), '--runroot', join(this.dirs.run, slug), '--storage-driver', this.options.storagedriver, '--registries-conf', this.dirs.registries];
+  private root(platform: string): string {
+    return join(this.dirs.storage, platform.replace(/\//g, '-'));
   }
 
-  private run(args: string[], build: EngineBuild, onLine?: (line: string) => void): Promise<ExecResult> {
+  private globalArgs(platform: string, driver: string): string[] {
+    return ['--root', this.root(platform), '--runroot', join(this.dirs.run, platform.replace(/\//g, '-')), '--storage-driver', driver, '--registries-conf', this.dirs.registries];
+  }
+
+  private run(driver: string, args: string[], build: EngineBuild, onLine?: (line: string) => void): Promise<ExecResult> {
     const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: this.dirs.tmp, BUILDAH_LAYERS: 'true' };
     delete env.BUILDAH_ISOLATION;
     delete env.CONTAINER_HOST;
     delete env.REGISTRY_AUTH_FILE;
-    return execStreaming(this.options.path, [...this.globalArgs(build.platform), ...args], {
+    return execStreaming(this.options.path, [...this.globalArgs(build.platform, driver), ...args], {
       env,
       signal: build.signal,
       timeoutMs: build.timeoutMs,

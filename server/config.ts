@@ -324,8 +324,8 @@ const schema = z.strictObject({
       buildah: z
         .strictObject({
           path: z.string().default('buildah'),
-          /** vfs works everywhere; overlay is much faster where the kernel allows it. */
-          storagedriver: z.string().default('vfs'),
+          /** auto: overlay where the kernel mounts it in the cache directory, else vfs (builder/storage-driver.ts). */
+          storagedriver: z.string().default('auto'),
           isolation: z.enum(['chroot', 'oci', 'rootless']).default('chroot'),
           /** Base images: pull when the registry has a newer one (default), always, only when missing, never. */
           pull: z.enum(['newer', 'always', 'missing', 'never']).default('newer'),

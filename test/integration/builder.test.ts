@@ -16,6 +16,7 @@ import { startDaemon, tempDir, waitUntil, type Daemon } from '../helpers/process
 import { startRedis, type RunningRedis } from '../helpers/redis.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { removeTree } from '../helpers/cleanup.js';
+import { existingDriver, overlayMounts } from '../../builder/storage-driver.js';
 import { basicAuth, bcryptHash } from '../helpers/auth.js';
 
 const MAIN = fileURLToPath(new URL('../../server/main.ts', import.meta.url));
@@ -297,6 +298,10 @@ describe('builder: multi-arch dify-api builds (buildah, qemu)', function () {
       expect(logs).to.match(/\[linux\/arm64\] .*STEP \d+\/\d+: RUN groupadd/);
       expect(logs).to.match(/\[linux\/amd64\] .*uv \(test shim\) sync --locked --no-dev/);
       expect(logs).to.include('tagged langgenius/dify-api:1.12.1');
+      // storagedriver auto: overlay where it mounts in the cache directory (the layer cache is then no full copies).
+      const driver = (await overlayMounts(cachedir)) ? 'overlay' : 'vfs';
+      expect(logs).to.match(new RegExp(`\\[linux/arm64\\] .*buildah storage driver: ${driver} \\(auto\\)`));
+      expect(await existingDriver(join(cachedir, 'storage', 'linux-arm64'))).to.equal(driver);
       await verifyBuild(api, dockerd, done, repo.firstCommit, ['same-name', 'ddn-k8s']);
     });
 
