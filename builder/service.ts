@@ -35,6 +35,12 @@ export interface BuildServiceDeps {
   engine?: BuildEngine;
 }
 
+export interface SubmittedBuild {
+  job: JobRecord;
+  /** What the submitter should know, e.g. a platform no worker takes now. */
+  warnings: string[];
+}
+
 export class BuildService {
   readonly owners: TagOwners;
   private readonly builder: Config['builder'];
@@ -87,7 +93,7 @@ export class BuildService {
   }
 
   /** Validates a POST /admin/v1/builds body and queues the build; OciError for what cannot work. */
-  async submit(body: unknown): Promise<JobRecord> {
+  async submit(body: unknown): Promise<SubmittedBuild> {
     const { request, recipe } = parseBuildRequest(body, this.builder.recipes);
     if (!this.deps.shared) {
       // In one process, only what this process builds can ever run.
@@ -105,7 +111,20 @@ export class BuildService {
         throw new OciError(409, 'DENIED', `${owned.map((o) => `${o.repository}:${o.tag}`).join(', ')} belong to mirror sync rule "${owned[0]!.rule}", whose next run would overwrite them; build with "force": true to write them anyway`, { owned });
       }
     }
-    return this.deps.queue.submit('build', request, { children: this.children(request, recipe) });
+    const job = await this.deps.queue.submit('build', request, { children: this.children(request, recipe) });
+    return { job, warnings: await this.unattended(request.platforms) };
+  }
+
+  /**
+   * With Redis, a platform whose queue no worker takes waits until one starts (as it should: a worker may
+   * be restarting). Said at once, so nobody waits for a build that is not running anywhere.
+   */
+  private async unattended(platforms: string[]): Promise<string[]> {
+    if (!this.deps.shared || !this.deps.queue.workersOn) return [];
+    const counts = await Promise.all(platforms.map((platform) => this.deps.queue.workersOn!(platformQueue(platform))));
+    return platforms
+      .filter((_, i) => counts[i] === 0)
+      .map((platform) => `no worker takes ${platform} builds now (queue ${platformQueue(platform)}): that platform waits until one starts (builder.platforms of a worker)`);
   }
 
   private children(request: BuildRequest, recipe: Recipe | undefined): ChildJob[] {

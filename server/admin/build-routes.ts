@@ -14,7 +14,10 @@ export const CONTEXTS_PATH = '/admin/v1/contexts';
 
 export function buildRoutes(router: Router, builds: BuildService, driver: StorageDriver, maxContextSize: number): void {
   router.post(BUILDS_PATH, async (ctx) => {
-    submitted(ctx, await builds.submit(await readJson(ctx)));
+    const { job, warnings } = await builds.submit(await readJson(ctx));
+    submitted(ctx, job);
+    // Beside the job's own fields (not stored with it): true when submitted, not later.
+    if (warnings.length > 0) ctx.body = { ...job, warnings };
   });
 
   router.post(CONTEXTS_PATH, async (ctx) => {

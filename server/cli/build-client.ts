@@ -11,12 +11,12 @@ export interface UploadedContext {
 }
 
 export class BuildClient extends AdminClient {
-  /** POST /admin/v1/builds: the queued job and the absolute URL to follow it at. */
-  async submitBuild(body: unknown): Promise<{ job: JobRecord; location: string }> {
+  /** POST /admin/v1/builds: the queued job, the absolute URL to follow it at, and the server's warnings. */
+  async submitBuild(body: unknown): Promise<{ job: JobRecord; location: string; warnings: string[] }> {
     const res = await this.send('POST', 'admin/v1/builds', { body: JSON.stringify(body) });
     if (res.status !== 202) throw await apiError(res);
-    const job = (await res.json()) as JobRecord;
-    return { job, location: new URL(res.headers.get('location') ?? `admin/v1/jobs/${job.id}`, this.base).href };
+    const { warnings, ...job } = (await res.json()) as JobRecord & { warnings?: string[] };
+    return { job, location: new URL(res.headers.get('location') ?? `admin/v1/jobs/${job.id}`, this.base).href, warnings: warnings ?? [] };
   }
 
   /** POST /admin/v1/contexts with a .tar.gz stream. */

@@ -150,7 +150,7 @@ export async function runBuildCommand(argv: string[], io: CommandIo = processIo(
   const options = parseOrExit(() => parseBuildArgs(argv, io.env), 'build', BUILD_USAGE, io);
   if (typeof options === 'number') return options;
   const client = new BuildClient({ server: options.server, ...(options.username !== undefined ? { username: options.username, password: options.password! } : {}) });
-  let submitted: { job: JobRecord; location: string };
+  let submitted: { job: JobRecord; location: string; warnings: string[] };
   try {
     if (options.context !== undefined) {
       const uploaded = await client.uploadContext(await tarGz(options.context));
@@ -162,6 +162,7 @@ export async function runBuildCommand(argv: string[], io: CommandIo = processIo(
     err(errorLine(error));
     return error instanceof AdminApiError && error.status >= 400 && error.status < 500 && error.status !== 401 && error.status !== 403 ? 2 : 1;
   }
+  for (const warning of submitted.warnings) err(`warning: ${warning}`);
   if (!options.wait) {
     out(options.json ? JSON.stringify(submitted.job, null, 2) : `job ${submitted.job.id}\nLocation: ${submitted.location}`);
     return 0;

@@ -422,6 +422,16 @@ export class BullJobQueue implements JobQueue {
    * (503), never hang a request. A queue whose start failed (Redis was away) stays broken in BullMQ, so it
    * is dropped and made again on the next call.
    */
+  async workersOn(name: string): Promise<number | undefined> {
+    try {
+      // BullMQ's worker list is Redis's CLIENT LIST (workers name their connections); managed Redis
+      // services that refuse the command answer with a placeholder entry, which counts as one.
+      return await (await this.queueNamed(name)).getWorkersCount();
+    } catch {
+      return undefined;
+    }
+  }
+
   private queue(kind: JobKind): Promise<Queue<JobData>> {
     return this.queueNamed(queueName(kind));
   }

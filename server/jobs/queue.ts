@@ -119,6 +119,8 @@ export interface JobQueue {
   start(): Promise<void>;
   /** Jobs waiting and running per queue (metrics); undefined where this process cannot tell (a standby). */
   counts?(): Promise<JobCounts[] | undefined>;
+  /** Processes connected now to take work from `queue`; undefined where the queue cannot tell. */
+  workersOn?(queue: string): Promise<number | undefined>;
   /** Stops running jobs (interrupting those in flight) and releases connections. */
   close(): Promise<void>;
 }

@@ -493,6 +493,7 @@ describe('builder: multi-arch dify-api builds (buildah, qemu)', function () {
       expect(anonymous.status).to.equal(401);
       const { status, job, text } = await api.submit({ recipe: 'dify-api', context: { git: repo.url, ref: '1.12.1' }, layouts: ['same-name', 'ddn-k8s'] });
       expect(status, text).to.equal(202);
+      expect(job, 'every platform has a worker: no warning').not.to.have.property('warnings');
       const done = await api.finished(job.id);
       const logs = await api.logs(job.id);
       expect(done.state, `${JSON.stringify(done.error)}\n${logs.slice(-3000)}`).to.equal('succeeded');
@@ -507,9 +508,12 @@ describe('builder: multi-arch dify-api builds (buildah, qemu)', function () {
       expect((await api.tags('langgenius/dify-api/buildcache')).length).to.be.greaterThan(10);
     });
 
-    it('a platform no worker takes waits queued; a cancel ends the build without a tag', async () => {
+    it('a platform no worker takes waits queued, and the answer says so; a cancel ends the build without a tag', async () => {
       const { status, job } = await api.submit({ recipe: 'dify-api', context: { git: repo.url, ref: '1.12.1' }, platforms: ['linux/riscv64'], tags: ['riscv'] });
       expect(status).to.equal(202);
+      const { warnings } = job as Job & { warnings?: string[] };
+      expect(warnings).to.have.length(1);
+      expect(warnings![0]).to.match(/^no worker takes linux\/riscv64 builds now \(queue build-linux-riscv64\)/);
       await new Promise((resolve) => setTimeout(resolve, 1_500));
       const waiting = await api.job(job.id);
       expect(waiting.state).to.equal('queued');
@@ -518,6 +522,15 @@ describe('builder: multi-arch dify-api builds (buildah, qemu)', function () {
       const done = await api.finished(job.id, 60_000);
       expect(done.state).to.equal('cancelled');
       expect(await api.tags('langgenius/dify-api')).to.not.include('riscv');
+
+      // The CLI shows the warning too.
+      const cli = await runCli(['build', 'dify-api', '--ref', '1.12.1', '--git', repo.url, '--tag', 'riscv', '--platform', 'linux/riscv64', '--no-wait', '--server', registry.url, '-u', 'admin', '--password', password]);
+      expect(cli.code, cli.stderr).to.equal(0);
+      expect(cli.stderr).to.match(/^warning: no worker takes linux\/riscv64 builds now/m);
+      const cliJob = /^job ([0-9a-f-]{36})$/m.exec(cli.stdout)?.[1];
+      expect(cliJob, cli.stdout).to.be.a('string');
+      await api.fetch(`/admin/v1/jobs/${cliJob}`, { method: 'DELETE' });
+      expect((await api.finished(cliJob!, 60_000)).state).to.equal('cancelled');
     });
   });
 });
