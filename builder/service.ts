@@ -17,6 +17,7 @@ import { plannedTagNames } from './assembly.js';
 import { buildHandler } from './build-job.js';
 import { BuildahEngine } from './buildah-engine.js';
 import type { BuildEngine } from './engine.js';
+import { removeLeftoverTempTags } from './leftover-tags.js';
 import { platformBuildHandler, type PlatformBuildRequest } from './platform-build.js';
 import { registryEndpoint } from './registry-access.js';
 import { buildVersion, isGitSource, knownTags, parseBuildRequest, platformQueue, type BuildRequest } from './request.js';
@@ -59,6 +60,28 @@ export class BuildService {
     // Without Redis a build runs its platforms inside its own run: builds at once are builds of every platform.
     const concurrency = this.deps.shared ? 4 : this.builder.concurrency;
     this.deps.queue.register('build', buildHandler({ registry: this.deps.registry, leases: this.deps.leases, owners: this.owners, engine: this.builder.engine }), { concurrency });
+  }
+
+  /**
+   * Sweeps temporary tags that outlived their builds (leftover-tags.ts): a minute or two after start, then
+   * hourly. Replicas may sweep at once: deleting a tag twice is harmless. Returns the stopper.
+   */
+  scheduleLeftoverSweep(intervalMs = 3_600_000): () => void {
+    let stopped = false;
+    let timer: NodeJS.Timeout;
+    const sweep = async () => {
+      try {
+        await removeLeftoverTempTags({ queue: this.deps.queue, registry: this.deps.registry, logger: this.deps.logger });
+      } catch (error) {
+        this.deps.logger.warn({ err: (error as Error).message }, 'sweeping leftover temporary build tags failed');
+      }
+      if (!stopped) timer = setTimeout(() => void sweep(), intervalMs).unref();
+    };
+    timer = setTimeout(() => void sweep(), 60_000 * (1 + Math.random())).unref();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
   }
 
   /** Builds the platforms of builder.platforms in this process. */

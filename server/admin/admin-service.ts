@@ -68,14 +68,16 @@ export class AdminService {
     }
   }
 
-  /** Runs jobs in this process and schedules sync rules; returns the stopper of the schedule. */
+  /** Runs jobs in this process and schedules sync rules, GC and the build-tag sweep; returns the stopper. */
   async start(): Promise<() => void> {
     await this.queue.start();
     const stopSync = this.sync.schedule();
     const stopGc = this.gc.schedule();
+    const stopSweep = this.builds?.scheduleLeftoverSweep();
     return () => {
       stopSync();
       stopGc();
+      stopSweep?.();
     };
   }
 
