@@ -417,11 +417,6 @@ export class BullJobQueue implements JobQueue {
 
   // --- reading ---
 
-  /**
-   * The BullMQ queue of a kind, on the registry's main connection: commands fail fast while Redis is away
-   * (503), never hang a request. A queue whose start failed (Redis was away) stays broken in BullMQ, so it
-   * is dropped and made again on the next call.
-   */
   async workersOn(name: string): Promise<number | undefined> {
     try {
       // BullMQ's worker list is Redis's CLIENT LIST (workers name their connections); managed Redis
@@ -432,6 +427,11 @@ export class BullJobQueue implements JobQueue {
     }
   }
 
+  /**
+   * The BullMQ queue of a kind, on the registry's main connection: commands fail fast while Redis is away
+   * (503), never hang a request. A queue whose start failed (Redis was away) stays broken in BullMQ, so it
+   * is dropped and made again on the next call.
+   */
   private queue(kind: JobKind): Promise<Queue<JobData>> {
     return this.queueNamed(queueName(kind));
   }
