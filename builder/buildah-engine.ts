@@ -1,13 +1,16 @@
 // The buildah engine (Debian's buildah 1.28): `bud --layers` into a persistent storage root, so the layer
 // cache survives between builds, then a push of the result. Its storage, registries and signature policy
 // are its own (under builder.cachedir), never /var/lib/containers or /etc/containers.
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { JobError, RetryableJobError } from '../server/jobs/job.js';
 import { prepareDockerfile } from './dockerfile.js';
 import type { BuildEngine, EngineBuild, EngineResult } from './engine.js';
 import { execStreaming, type ExecResult } from './exec.js';
+import { evictable, parseImageList, reusedImage } from './layer-cache.js';
 import { chooseStorageDriver, overlayMounts } from './storage-driver.js';
 
 export interface BuildahOptions {
@@ -18,7 +21,11 @@ export interface BuildahOptions {
   storagedriver: string;
   isolation: 'chroot' | 'oci' | 'rootless';
   pull: 'newer' | 'always' | 'missing' | 'never';
+  /** Bytes a platform's layer cache may hold before builds trim it (layer-cache.ts); 0: no limit. */
+  cachesize: number;
 }
+
+const run = promisify(execFile);
 
 const PULL_FLAG: Record<BuildahOptions['pull'], string> = { newer: 'true', always: 'always', missing: 'false', never: 'never' };
 
@@ -43,6 +50,8 @@ export class BuildahEngine implements BuildEngine {
   private readonly dirs: { storage: string; run: string; tmp: string; policy: string; registries: string };
   /** Whether overlay mounts in the cache directory: asked once, by the first build that needs to know. */
   private overlayProbe?: Promise<boolean>;
+  /** Builds running per platform: the cache is trimmed only when no other build may be using it. */
+  private readonly running = new Map<string, number>();
 
   constructor(private readonly options: BuildahOptions) {
     const base = options.cachedir;
@@ -73,10 +82,16 @@ export class BuildahEngine implements BuildEngine {
     await writeFile(dockerfile, prepareDockerfile(original, build.buildArgs, build.labels));
     const driver = await chooseStorageDriver(this.options.storagedriver, this.root(build.platform), () => (this.overlayProbe ??= overlayMounts(this.dirs.tmp)));
     build.log(`buildah storage driver: ${driver}${this.options.storagedriver === 'auto' ? ' (auto)' : ''}`);
-    const started = Date.now();
+    this.running.set(build.platform, (this.running.get(build.platform) ?? 0) + 1);
     try {
+      // What the cache held before, to tell what this build made from what it found (layer-cache.ts).
+      const cachedBefore = this.options.cachesize > 0 ? await this.cachedImages(build.platform, driver).catch(() => undefined) : undefined;
+      const reused = new Set<string>();
+      const started = Date.now();
       build.progress({ phase: 'building' });
       const bud = await this.run(driver, this.budArgs(build, local, idFile, dockerfile), build, (line) => {
+        const cached = reusedImage(line);
+        if (cached) reused.add(cached);
         const step = STEP.exec(line);
         if (step) {
           build.progress({
@@ -100,14 +115,46 @@ export class BuildahEngine implements BuildEngine {
         const digest = (await readFile(digestFile, 'utf8')).trim();
         if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new JobError('PUSH_FAILED', `buildah wrote an unexpected digest: ${digest.slice(0, 100)}`);
         build.progress({ phase: 'pushed' });
-        return { digest, buildMs: built - started, pushMs: Date.now() - built };
+        const pushMs = Date.now() - built;
+        if (cachedBefore) await this.trimCache(build, driver, cachedBefore, reused);
+        return { digest, buildMs: built - started, pushMs };
       } finally {
         await rm(digestFile, { force: true });
       }
     } finally {
+      this.running.set(build.platform, this.running.get(build.platform)! - 1);
       await rm(idFile, { force: true });
       await rm(dockerfile, { force: true });
     }
+  }
+
+  /**
+   * Over builder.cachesize, removes the cached images this build did not use (layer-cache.ts). Never
+   * while another build of the platform runs here (it may be about to use them), never fails the build.
+   */
+  private async trimCache(build: EngineBuild, driver: string, cachedBefore: ReadonlySet<string>, reused: ReadonlySet<string>): Promise<void> {
+    const limit = this.options.cachesize;
+    if (this.running.get(build.platform)! > 1) return;
+    const root = this.root(build.platform);
+    try {
+      const size = await directorySize(root);
+      if (size <= limit) return;
+      const ids = evictable(parseImageList(await this.imageList(build.platform, driver)), cachedBefore, reused);
+      const global = this.globalArgs(build.platform, driver);
+      for (let i = 0; i < ids.length; i += 100) await run(this.options.path, [...global, 'rmi', '--force', ...ids.slice(i, i + 100)]);
+      build.log(`layer cache ${gib(size)} over builder.buildah.cachesize ${gib(limit)}: removed ${ids.length} cached images this build did not use (now ${gib(await directorySize(root))})`);
+    } catch (error) {
+      build.log(`warning: trimming the layer cache failed: ${(error as Error).message.split('\n')[0]}`);
+    }
+  }
+
+  private async cachedImages(platform: string, driver: string): Promise<Set<string>> {
+    return new Set(parseImageList(await this.imageList(platform, driver)).map((image) => image.id));
+  }
+
+  private async imageList(platform: string, driver: string): Promise<string> {
+    const listed = await run(this.options.path, [...this.globalArgs(platform, driver), 'images', '--all', '--json', '--no-trunc'], { maxBuffer: 64 * 1024 * 1024 });
+    return listed.stdout;
   }
 
   private budArgs(build: EngineBuild, local: string, idFile: string, dockerfile: string): string[] {
@@ -189,4 +236,14 @@ async function writeAtomically(path: string, content: string): Promise<void> {
   const temporary = `${path}.${randomBytes(6).toString('hex')}`;
   await writeFile(temporary, content);
   await rename(temporary, path);
+}
+
+/** Bytes under `dir`, as `du` counts them (hard links once). */
+async function directorySize(dir: string): Promise<number> {
+  const { stdout } = await run('du', ['-sb', dir]);
+  return Number(stdout.split(/\s/)[0]);
+}
+
+function gib(bytes: number): string {
+  return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 }

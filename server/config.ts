@@ -329,6 +329,11 @@ const schema = z.strictObject({
           isolation: z.enum(['chroot', 'oci', 'rootless']).default('chroot'),
           /** Base images: pull when the registry has a newer one (default), always, only when missing, never. */
           pull: z.enum(['newer', 'always', 'missing', 'never']).default('newer'),
+          /**
+           * Bytes a platform's layer cache may hold (20 GiB: dify-api's dependency layers of several releases);
+           * over it, a build removes the cached images it did not use. 0: no limit.
+           */
+          cachesize: z.number().int().min(0).default(20 * 1024 ** 3),
         })
         .prefault({}),
       git: z.strictObject({ path: z.string().default('git') }).prefault({}),

@@ -92,7 +92,7 @@ describe('config', () => {
         timeout: '3h',
         attempts: 3,
         backoff: '10s',
-        buildah: { path: 'buildah', storagedriver: 'auto', isolation: 'chroot', pull: 'newer' },
+        buildah: { path: 'buildah', storagedriver: 'auto', isolation: 'chroot', pull: 'newer', cachesize: 20 * 1024 ** 3 },
         git: { path: 'git' },
         maxcontextsize: 1024 * 1024 * 1024,
       },
