@@ -2,6 +2,7 @@
 // await, one check for a streamed body, and the byte counts read once. Under load each of these per
 // request was measured to cost about three times its own CPU in requests/s, so the watchers share them
 // rather than each wrapping the request.
+import type { Readable } from 'node:stream';
 import type { Context, Next } from 'koa';
 import { requestBytes, responseBodyBytes } from './request-bytes.js';
 
@@ -28,10 +29,32 @@ export function observeRequests(observers: RequestObserver[]) {
     for (const observer of beginners) observer.begin!(ctx);
     try {
       await next();
+    } catch (error) {
+      // Past ociErrors, which answers every route's errors: Koa answers this one, silently (app.silent).
+      ctx.state.internalError ??= error;
+      ctx.status = koaStatus(error);
+      throw error;
     } finally {
       // Streamed bodies are still flowing here: observe when the response is done, with real timing.
       if (ctx.res.writableFinished || !ctx.body || typeof (ctx.body as { pipe?: unknown }).pipe !== 'function') done(ctx, started);
-      else ctx.res.once('close', () => done(ctx, started));
+      else {
+        ctx.res.once('close', () => {
+          // A body that failed mid-way (the store dropped it): the client saw its connection cut. Koa says
+          // nothing (no 'error' listener); the watchers do. A client that went away is no failure.
+          const failed = (ctx.body as Readable).errored as NodeJS.ErrnoException | null;
+          if (failed && !CLIENT_GONE.has(failed.code ?? '')) ctx.state.internalError ??= failed;
+          done(ctx, started);
+        });
+      }
     }
   };
+}
+
+// What pipeline() destroys the body with when the response closed first: the client went away.
+const CLIENT_GONE = new Set(['ERR_STREAM_PREMATURE_CLOSE']);
+
+/** The status Koa answers an error with. */
+function koaStatus(error: unknown): number {
+  const status = (error as { status?: unknown; statusCode?: unknown }).status ?? (error as { statusCode?: unknown }).statusCode;
+  return typeof status === 'number' && status >= 400 && status < 600 ? status : 500;
 }

@@ -1,7 +1,10 @@
 // The registry on S3 with a fault-injecting proxy between it and the Ceph RGW: throttling, 5xx and dropped
 // connections are retried; what still fails is a clear 503, and nothing half-written becomes visible.
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { get as httpGet } from 'node:http';
+import { readFile } from 'node:fs/promises';
 import { expect } from 'chai';
+import { waitUntil } from '../helpers/process.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { s3StorageConfig, sharedS3 } from '../helpers/shared-s3.js';
@@ -10,6 +13,28 @@ import { content, expectOciError, expectStatus, imageConfig, OciClient, randomBl
 import { testBackends } from '../helpers/targets.js';
 
 const MiB = 1024 * 1024;
+
+/** A GET read to its end, or until `leaveAfter` bytes (then the client closes): how it ended. */
+function rawGet(url: string, leaveAfter?: number): Promise<{ status: number; requestId: string; received: number; ended: 'complete' | 'connection cut' | 'client left' }> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, (res) => {
+      let received = 0;
+      const result = (ended: 'complete' | 'connection cut' | 'client left') =>
+        resolve({ status: res.statusCode ?? 0, requestId: String(res.headers['x-request-id']), received, ended });
+      res.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        if (leaveAfter !== undefined && received >= leaveAfter && !req.destroyed) {
+          req.destroy();
+          result('client left');
+        }
+      });
+      res.on('end', () => result('complete'));
+      res.on('error', () => result('connection cut'));
+      res.on('aborted', () => result('connection cut'));
+    });
+    req.on('error', (error) => (req.destroyed ? undefined : reject(error)));
+  });
+}
 
 if (testBackends().includes('s3')) {
   describe('S3 faults: a proxy between the registry and the gateway', function () {
@@ -153,6 +178,33 @@ if (testBackends().includes('s3')) {
       const blob = await oci.getBlob(repo, layer.digest);
       expectStatus(blob, 200);
       expect(sha256(blob.body)).to.equal(layer.digest);
+    });
+
+    it('a pull the store cuts off mid-body ends the connection early and is logged as failed; a client that leaves is not', async () => {
+      const repo = `${ns}/cut`;
+      const data = randomBlob(4 * MiB);
+      const digest = sha256(data);
+      await oci.pushBlob(repo, data);
+      proxy.dropNext(1, { at: 'response-body', afterBytes: 1 * MiB, match: { method: 'GET' } });
+      const cut = await rawGet(`${registry.url}/v2/${repo}/blobs/${digest}`);
+      expect(cut.status).to.equal(200);
+      expect(cut.received, 'fewer bytes than announced').to.be.below(data.length);
+      expect(cut.ended).to.equal('connection cut');
+
+      const left = await rawGet(`${registry.url}/v2/${repo}/blobs/${digest}`, 64 * 1024);
+      expect(left.ended).to.equal('client left');
+      const entry = async (requestId: string) => {
+        const lines = (await readFile(registry.daemon.logFile, 'utf8')).split('\n').filter((line) => line.includes(`"requestId":"${requestId}"`));
+        return lines.map((line) => JSON.parse(line) as { msg: string; status: number; err?: { message: string } });
+      };
+      await waitUntil('both requests in the log', async () => (await entry(cut.requestId)).length > 0 && (await entry(left.requestId)).length > 0, { timeoutMs: 10_000 });
+      const [failed] = await entry(cut.requestId);
+      expect(failed).to.deep.include({ msg: 'request failed', status: 200 });
+      expect(failed!.err?.message).to.be.a('string');
+      const [gone] = await entry(left.requestId);
+      expect(gone).to.deep.include({ msg: 'request', status: 200 });
+      // Whole again once the store answers.
+      expect(sha256((await oci.getBlob(repo, digest)).body)).to.equal(digest);
     });
 
     it('reports not ready while the bucket does not answer, and ready again after', async () => {

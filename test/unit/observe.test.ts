@@ -1,0 +1,48 @@
+import { expect } from 'chai';
+import type { AddressInfo } from 'node:net';
+import Koa, { type Context } from 'koa';
+import { observeRequests } from '../../server/http/observe.js';
+
+describe('http: watching whole requests', () => {
+  async function serve(app: Koa, path: string): Promise<number> {
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      return (await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`)).status;
+    } finally {
+      server.close();
+    }
+  }
+
+  function watched(handler: (ctx: Context) => void): { app: Koa; seen: Array<{ status: number; error: unknown }> } {
+    const seen: Array<{ status: number; error: unknown }> = [];
+    const app = new Koa();
+    app.silent = true;
+    app.use(observeRequests([{ end: (ctx) => seen.push({ status: ctx.status, error: ctx.state.internalError }) }]));
+    app.use(handler);
+    return { app, seen };
+  }
+
+  it("an error that escapes every handler is seen with the status Koa answers, and as the request's error", async () => {
+    const boom = new Error('boom');
+    const failing = watched(() => {
+      throw boom;
+    });
+    expect(await serve(failing.app, '/')).to.equal(500);
+    expect(failing.seen).to.deep.equal([{ status: 500, error: boom }]);
+
+    const refused = watched(() => {
+      throw Object.assign(new Error('too large'), { status: 413 });
+    });
+    expect(await serve(refused.app, '/')).to.equal(413);
+    expect(refused.seen[0]!.status).to.equal(413);
+  });
+
+  it('an answered request is seen with its own status and no error', async () => {
+    const fine = watched((ctx) => {
+      ctx.status = 204;
+    });
+    expect(await serve(fine.app, '/')).to.equal(204);
+    expect(fine.seen).to.deep.equal([{ status: 204, error: undefined }]);
+  });
+});
