@@ -11,7 +11,7 @@ import { prepareDockerfile } from './dockerfile.js';
 import type { BuildEngine, EngineBuild, EngineResult } from './engine.js';
 import { execStreaming, type ExecResult } from './exec.js';
 import { evictable, parseImageList, reusedImage } from './layer-cache.js';
-import { chooseStorageDriver, overlayMounts } from './storage-driver.js';
+import { chooseStorageDriver, overlayWorks } from './storage-driver.js';
 
 export interface BuildahOptions {
   path: string;
@@ -25,7 +25,8 @@ export interface BuildahOptions {
   cachesize: number;
 }
 
-const run = promisify(execFile);
+/** Runs a command for its output (buildah queries, du). */
+const query = promisify(execFile);
 
 const PULL_FLAG: Record<BuildahOptions['pull'], string> = { newer: 'true', always: 'always', missing: 'false', never: 'never' };
 
@@ -48,10 +49,10 @@ const STEP = /^(?:\[(\d+)\/(\d+)\] )?STEP (\d+)\/(\d+): /;
 export class BuildahEngine implements BuildEngine {
   readonly name = 'buildah';
   private readonly dirs: { storage: string; run: string; tmp: string; policy: string; registries: string };
-  /** Whether overlay mounts in the cache directory: asked once, by the first build that needs to know. */
-  private overlayProbe?: Promise<boolean>;
-  /** Builds running per platform: the cache is trimmed only when no other build may be using it. */
-  private readonly running = new Map<string, number>();
+  /** Builds running per platform. One that ran beside another does not trim: their uses of the cache mix. */
+  private readonly running = new Map<string, Set<{ overlapped: boolean }>>();
+  /** A trim in progress per platform: builds of the platform start after it. */
+  private readonly trimming = new Map<string, Promise<void>>();
 
   constructor(private readonly options: BuildahOptions) {
     const base = options.cachedir;
@@ -80,9 +81,15 @@ export class BuildahEngine implements BuildEngine {
       throw new JobError('DOCKERFILE_INVALID', `no Dockerfile ${build.dockerfile.split('/').slice(-2).join('/')} in the context`);
     }
     await writeFile(dockerfile, prepareDockerfile(original, build.buildArgs, build.labels));
-    const driver = await chooseStorageDriver(this.options.storagedriver, this.root(build.platform), () => (this.overlayProbe ??= overlayMounts(this.dirs.tmp)));
+    // Asked when a platform's storage root is made; from then on the root says which driver it has.
+    const driver = await chooseStorageDriver(this.options.storagedriver, this.root(build.platform), () => overlayWorks(this.options.path, this.dirs.tmp));
     build.log(`buildah storage driver: ${driver}${this.options.storagedriver === 'auto' ? ' (auto)' : ''}`);
-    this.running.set(build.platform, (this.running.get(build.platform) ?? 0) + 1);
+    while (this.trimming.has(build.platform)) await this.trimming.get(build.platform);
+    const running = this.running.get(build.platform) ?? new Set<{ overlapped: boolean }>();
+    this.running.set(build.platform, running);
+    const self = { overlapped: running.size > 0 };
+    for (const other of running) other.overlapped = true;
+    running.add(self);
     try {
       // What the cache held before, to tell what this build made from what it found (layer-cache.ts).
       const cachedBefore = this.options.cachesize > 0 ? await this.cachedImages(build.platform, driver).catch(() => undefined) : undefined;
@@ -116,33 +123,45 @@ export class BuildahEngine implements BuildEngine {
         if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new JobError('PUSH_FAILED', `buildah wrote an unexpected digest: ${digest.slice(0, 100)}`);
         build.progress({ phase: 'pushed' });
         const pushMs = Date.now() - built;
-        if (cachedBefore) await this.trimCache(build, driver, cachedBefore, reused);
+        if (cachedBefore && !self.overlapped) {
+          // From here to the end of the trim no build of the platform starts (see the top of build()).
+          const trim = this.trimCache(build, driver, cachedBefore, reused).finally(() => this.trimming.delete(build.platform));
+          this.trimming.set(build.platform, trim);
+          await trim;
+        }
         return { digest, buildMs: built - started, pushMs };
       } finally {
         await rm(digestFile, { force: true });
       }
     } finally {
-      this.running.set(build.platform, this.running.get(build.platform)! - 1);
+      running.delete(self);
       await rm(idFile, { force: true });
       await rm(dockerfile, { force: true });
     }
   }
 
   /**
-   * Over builder.cachesize, removes the cached images this build did not use (layer-cache.ts). Never
-   * while another build of the platform runs here (it may be about to use them), never fails the build.
+   * Over builder.buildah.cachesize, removes the cached images this build did not use (layer-cache.ts).
+   * Only after a build that ran alone here (another may be about to use them); never fails the build.
    */
   private async trimCache(build: EngineBuild, driver: string, cachedBefore: ReadonlySet<string>, reused: ReadonlySet<string>): Promise<void> {
     const limit = this.options.cachesize;
-    if (this.running.get(build.platform)! > 1) return;
     const root = this.root(build.platform);
     try {
       const size = await directorySize(root);
       if (size <= limit) return;
       const ids = evictable(parseImageList(await this.imageList(build.platform, driver)), cachedBefore, reused);
       const global = this.globalArgs(build.platform, driver);
-      for (let i = 0; i < ids.length; i += 100) await run(this.options.path, [...global, 'rmi', '--force', ...ids.slice(i, i + 100)]);
-      build.log(`layer cache ${gib(size)} over builder.buildah.cachesize ${gib(limit)}: removed ${ids.length} cached images this build did not use (now ${gib(await directorySize(root))})`);
+      let removed = 0;
+      let now = size;
+      // Oldest first, a few at a time, until the cache fits: other repositories' caches go only when needed.
+      while (removed < ids.length && now > limit) {
+        const batch = ids.slice(removed, removed + TRIM_BATCH);
+        await query(this.options.path, [...global, 'rmi', '--force', ...batch]);
+        removed += batch.length;
+        now = await directorySize(root);
+      }
+      build.log(`layer cache ${gib(size)} over builder.buildah.cachesize ${gib(limit)}: removed ${removed} cached images this build did not use, oldest first (now ${gib(now)})`);
     } catch (error) {
       build.log(`warning: trimming the layer cache failed: ${(error as Error).message.split('\n')[0]}`);
     }
@@ -153,7 +172,7 @@ export class BuildahEngine implements BuildEngine {
   }
 
   private async imageList(platform: string, driver: string): Promise<string> {
-    const listed = await run(this.options.path, [...this.globalArgs(platform, driver), 'images', '--all', '--json', '--no-trunc'], { maxBuffer: 64 * 1024 * 1024 });
+    const listed = await query(this.options.path, [...this.globalArgs(platform, driver), 'images', '--all', '--json', '--no-trunc'], { maxBuffer: 64 * 1024 * 1024 });
     return listed.stdout;
   }
 
@@ -238,9 +257,12 @@ async function writeAtomically(path: string, content: string): Promise<void> {
   await rename(temporary, path);
 }
 
-/** Bytes under `dir`, as `du` counts them (hard links once). */
+/** Cached images removed per `buildah rmi` while trimming, before the size is looked at again. */
+const TRIM_BATCH = 20;
+
+/** Disk space under `dir`, as `du` counts it: hard links once, mounts (a build's overlay) not at all. */
 async function directorySize(dir: string): Promise<number> {
-  const { stdout } = await run('du', ['-sb', dir]);
+  const { stdout } = await query('du', ['-sx', '--block-size=1', dir]);
   return Number(stdout.split(/\s/)[0]);
 }
 

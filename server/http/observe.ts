@@ -31,8 +31,8 @@ export function observeRequests(observers: RequestObserver[]) {
       await next();
     } catch (error) {
       // Past ociErrors, which answers every route's errors: Koa answers this one, silently (app.silent).
-      ctx.state.internalError ??= error;
       ctx.status = koaStatus(error);
+      if (ctx.status >= 500) ctx.state.internalError ??= error;
       throw error;
     } finally {
       // Streamed bodies are still flowing here: observe when the response is done, with real timing.
@@ -40,7 +40,8 @@ export function observeRequests(observers: RequestObserver[]) {
       else {
         ctx.res.once('close', () => {
           // A body that failed mid-way (the store dropped it): the client saw its connection cut. Koa says
-          // nothing (no 'error' listener); the watchers do. A client that went away is no failure.
+          // nothing (no 'error' listener); the watchers do. A client that went away is no failure: this
+          // listener runs before pipeline() destroys the body then, and CLIENT_GONE covers the other order.
           const failed = (ctx.body as Readable).errored as NodeJS.ErrnoException | null;
           if (failed && !CLIENT_GONE.has(failed.code ?? '')) ctx.state.internalError ??= failed;
           done(ctx, started);

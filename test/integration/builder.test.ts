@@ -8,6 +8,7 @@ import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
+import { Redis } from 'ioredis';
 import { parse as parseYaml, stringify } from 'yaml';
 import { difyRepo, pushDifyBase, seedImageConfig, type DifyRepo } from '../helpers/build-fixtures.js';
 import { startBuildah, type ContainerClient } from '../helpers/clients.js';
@@ -16,7 +17,7 @@ import { startDaemon, tempDir, waitUntil, type Daemon } from '../helpers/process
 import { startRedis, type RunningRedis } from '../helpers/redis.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { removeTree } from '../helpers/cleanup.js';
-import { existingDriver, overlayMounts } from '../../builder/storage-driver.js';
+import { existingDriver, overlayWorks } from '../../builder/storage-driver.js';
 import { basicAuth, bcryptHash } from '../helpers/auth.js';
 
 const MAIN = fileURLToPath(new URL('../../server/main.ts', import.meta.url));
@@ -299,7 +300,7 @@ describe('builder: multi-arch dify-api builds (buildah, qemu)', function () {
       expect(logs).to.match(/\[linux\/amd64\] .*uv \(test shim\) sync --locked --no-dev/);
       expect(logs).to.include('tagged langgenius/dify-api:1.12.1');
       // storagedriver auto: overlay where it mounts in the cache directory (the layer cache is then no full copies).
-      const driver = (await overlayMounts(cachedir)) ? 'overlay' : 'vfs';
+      const driver = (await overlayWorks('buildah', cachedir)) ? 'overlay' : 'vfs';
       expect(logs).to.match(new RegExp(`\\[linux/arm64\\] .*buildah storage driver: ${driver} \\(auto\\)`));
       expect(await existingDriver(join(cachedir, 'storage', 'linux-arm64'))).to.equal(driver);
       await verifyBuild(api, dockerd, done, repo.firstCommit, ['same-name', 'ddn-k8s']);
@@ -475,6 +476,17 @@ describe('builder: multi-arch dify-api builds (buildah, qemu)', function () {
         const daemon = await startDaemon(process.execPath, ['--import=tsx', MAIN, 'worker', '--config', file], { logFile: join(dir, 'worker.log') });
         workers.push({ daemon, cachedir, dir, platform });
         await waitUntil(`the ${platform} worker`, async () => (await readFile(daemon.logFile, 'utf8')).includes('build worker started'), { daemon, timeoutMs: 60_000 });
+      }
+      // "started" is logged before BullMQ's blocking connections are up: wait until Redis lists both workers.
+      const client = new Redis(redis.url);
+      try {
+        const named = (queue: string) => `:${Buffer.from(queue).toString('base64')}`;
+        await waitUntil('both workers connected', async () => {
+          const list = String(await client.client('LIST'));
+          return ['build-linux-amd64', 'build-linux-arm64'].every((queue) => list.includes(named(queue)));
+        });
+      } finally {
+        client.disconnect();
       }
       const base = `${registry.hostPort}/${BASE_REPOSITORY}:${BASE_TAG}`;
       await pushDifyBase(buildah, base, ['--creds', `admin:${password}`]);

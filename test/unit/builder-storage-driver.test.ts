@@ -1,9 +1,9 @@
 import { expect } from 'chai';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chooseStorageDriver, existingDriver, overlayMounts } from '../../builder/storage-driver.js';
+import { chooseStorageDriver, existingDriver, overlayWorks } from '../../builder/storage-driver.js';
 import { removeTree } from '../helpers/cleanup.js';
-import { tempDir } from '../helpers/process.js';
+import { run, tempDir } from '../helpers/process.js';
 
 describe("builder: buildah's storage driver", () => {
   let dir: string;
@@ -40,16 +40,26 @@ describe("builder: buildah's storage driver", () => {
     expect(await chooseStorageDriver('auto', join(dir, 'missing'), probe(false).supported)).to.equal('vfs');
   });
 
-  it('probes overlay with a real mount and leaves neither a mount nor a directory behind', async () => {
-    const supported = await overlayMounts(dir);
+  it("probes with buildah's own overlay driver, and leaves neither a mount nor a directory behind", async () => {
+    const supported = await overlayWorks('buildah', dir);
     expect(supported).to.be.a('boolean');
     expect(await readdir(dir)).to.deep.equal([]);
     expect(await readFile('/proc/self/mounts', 'utf8')).not.to.include(dir);
   });
 
-  it('answers "no" when the mount fails or cannot run, never throws', async () => {
-    expect(await overlayMounts(dir, 'false')).to.equal(false);
-    expect(await overlayMounts(dir, '/nonexistent/mount')).to.equal(false);
-    expect(await readdir(dir)).to.deep.equal([]);
+  it('answers "no" where the driver refuses (a directory on overlayfs) or buildah cannot run, never throws', async () => {
+    // An overlay mount of our own: buildah's overlay driver refuses to stack on it, whatever the kernel allows.
+    for (const sub of ['lower', 'upper', 'work', 'merged']) await mkdir(join(dir, sub));
+    const mounted = await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${dir}/lower,upperdir=${dir}/upper,workdir=${dir}/work`, join(dir, 'merged')], { allowFailure: true });
+    if (mounted.code === 0) expect(await overlayWorks('buildah', join(dir, 'merged'))).to.equal(false);
+    expect(await overlayWorks('/nonexistent/buildah', dir)).to.equal(false);
+    expect((await readdir(dir)).sort()).to.deep.equal(['lower', 'merged', 'upper', 'work']);
+  });
+
+  it('a root it cannot read is an error, not a new root beside the old one', async () => {
+    await writeFile(join(dir, 'file'), '');
+    let failed: unknown;
+    await existingDriver(join(dir, 'file')).catch((error: unknown) => (failed = error));
+    expect((failed as NodeJS.ErrnoException | undefined)?.code).to.equal('ENOTDIR');
   });
 });
