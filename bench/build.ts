@@ -11,7 +11,7 @@
 // per-step work; BENCH_INSTALL_SECONDS makes `uv sync` take as long as real downloads and wheel builds would
 // (minutes for dify-api), BENCH_VENV_MB=64 measures little more than buildah's per-step work.
 // Settings: BENCH_WARM_RUNS (default 3: the median is reported), BENCH_REMOTECACHE=1 (builder.remotecache on),
-// BENCH_STORAGE_DRIVER (builder.buildah.storagedriver, default auto: overlay where the kernel mounts it, else
+// BENCH_STORAGE_DRIVER (builder.buildah.storagedriver, default auto: overlay where buildah can use it, else
 // vfs), BENCH_VENV_MB, BENCH_KEEP=1 (keep the builder's cache directory and the fixture's git repository, to
 // run buildah on them by hand).
 import { readdir, stat } from 'node:fs/promises';

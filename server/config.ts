@@ -324,7 +324,7 @@ const schema = z.strictObject({
       buildah: z
         .strictObject({
           path: z.string().default('buildah'),
-          /** auto: overlay where the kernel mounts it in the cache directory, else vfs (builder/storage-driver.ts). */
+          /** auto: overlay where buildah's overlay driver works in the cache directory, else vfs (builder/storage-driver.ts). */
           storagedriver: z.string().default('auto'),
           isolation: z.enum(['chroot', 'oci', 'rootless']).default('chroot'),
           /** Base images: pull when the registry has a newer one (default), always, only when missing, never. */
