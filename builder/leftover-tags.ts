@@ -5,13 +5,12 @@
 // repositories of the build jobs still on record, every temporary tag whose job has finished, or is
 // unknown and older than any build could still be running.
 import type { Logger } from 'pino';
-import { isJobId, jobIdTime } from '../server/jobs/ids.js';
+import { jobIdTime } from '../server/jobs/ids.js';
 import { isFinished } from '../server/jobs/job.js';
 import type { JobQueue } from '../server/jobs/queue.js';
 import type { Registry } from '../server/registry/registry.js';
+import { tempTagJob } from './platform-build.js';
 
-const PREFIX = 'build-tmp-';
-const JOB_ID_LENGTH = 36;
 /** A temporary tag of a job nobody knows (expired from the job list) goes only after this long. */
 const UNKNOWN_AFTER_MS = 7 * 86_400_000;
 
@@ -28,8 +27,8 @@ export async function removeLeftoverTempTags({ queue, registry, logger, now = Da
   for (const repository of await buildRepositories(queue)) {
     const tags = await registry.tags.all(repository).catch(() => [] as string[]);
     for (const tag of tags) {
-      const id = tag.startsWith(PREFIX) ? tag.slice(PREFIX.length, PREFIX.length + JOB_ID_LENGTH) : '';
-      if (!isJobId(id) || !(await ended(queue, id, now))) continue;
+      const id = tempTagJob(tag);
+      if (!id || !(await ended(queue, id, now))) continue;
       try {
         await registry.manifests.delete(repository, tag);
         removed.push(`${repository}:${tag}`);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { StorageDriver } from '../storage-drivers/driver.js';
 import type { AuthService } from '../server/auth/auth-service.js';
 import { JobError, RetryableJobError, type JobContext, type JobHandler } from '../server/jobs/job.js';
+import { isJobId } from '../server/jobs/ids.js';
 import { childJobId } from '../server/jobs/queue.js';
 import type { LeaseStore } from '../server/registry/leases.js';
 import type { Registry } from '../server/registry/registry.js';
@@ -70,9 +71,17 @@ export interface PlatformBuildDeps {
   remoteCache: boolean;
 }
 
+const TEMP_TAG_PREFIX = 'build-tmp-';
+
 /** The temporary tag of a platform image until the index exists: `build-tmp-<job id>-linux-arm64`. */
 export function tempTag(parentId: string, platform: string): string {
-  return `build-tmp-${parentId}-${formatPlatform(platform).replace(/\//g, '-')}`;
+  return `${TEMP_TAG_PREFIX}${parentId}-${formatPlatform(platform).replace(/\//g, '-')}`;
+}
+
+/** The build job a temporary tag belongs to, if `tag` is one. */
+export function tempTagJob(tag: string): string | undefined {
+  const id = new RegExp(`^${TEMP_TAG_PREFIX}([0-9a-f-]{36})-`).exec(tag)?.[1];
+  return id !== undefined && isJobId(id) ? id : undefined;
 }
 
 /** Whose lease holds a platform's pushed content. */
