@@ -113,9 +113,11 @@ export class S3Driver implements StorageDriver {
         : {}),
     };
     const endpoint = options.regionendpoint ? { endpoint: options.regionendpoint } : {};
-    // cacheMiddleware: the SDK otherwise copies and sorts the whole middleware stack for every request, a
-    // good part of the ~1 ms of CPU each small request costs (chunked uploads make several per PATCH). The
-    // cache holds while calls pass no options and nobody changes the stack after the first call.
+    // cacheMiddleware: the SDK otherwise copies and sorts the whole middleware stack for every request, about
+    // a fifth of a small request's CPU here (400 -> 325 us; chunked uploads make several per PATCH). The
+    // cache holds while calls pass no options and nobody changes the stack after the first call. Requests of
+    // a command type then share one handler context, where the SDK keeps the resolved endpoint and signing
+    // scheme: the same for every request of this driver, which talks to one bucket with one identity.
     this.client = new S3Client({ ...base, ...endpoint, cacheMiddleware: true });
     this.streamingClient = new S3Client({ ...base, ...endpoint, maxAttempts: 1 });
     this.probeClient = new S3Client({ ...base, ...endpoint });
