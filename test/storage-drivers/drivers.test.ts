@@ -4,7 +4,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { expect } from 'chai';
 import { FilesystemDriver } from '../../storage-drivers/filesystem.js';
 import { S3Driver, type S3Options } from '../../storage-drivers/s3.js';
 import { startS3 } from '../helpers/s3.js';
@@ -108,4 +109,31 @@ describe('S3 driver against Ceph RGW', () => {
       };
     });
   }
+
+  // The SDK resolves a command's middleware once (cacheMiddleware) unless a call passes options, which
+  // empties the cache: the readiness probe, which passes its timeout, must not undo that every few seconds.
+  it('keeps the resolved middleware of its requests across health probes', async () => {
+    const gateway = s3!;
+    const driver = new S3Driver({
+      bucket: await gateway.createBucket(),
+      region: gateway.region,
+      regionendpoint: gateway.endpoint,
+      forcepathstyle: true,
+      rootdirectory: '',
+      accesskey: gateway.accessKey,
+      secretkey: gateway.secretKey,
+      encrypt: false,
+      chunksize: 5 * MiB,
+      checksummode: 'WHEN_REQUIRED',
+      uploadconcurrency: 1,
+      redirect: { enabled: false, expirySeconds: 600 },
+    });
+    const resolved = () => (driver.client as unknown as { handlers?: WeakMap<object, unknown> }).handlers?.has(PutObjectCommand);
+    await driver.putContent('/probe/a', 'x');
+    expect(resolved()).to.equal(true);
+    await driver.healthCheck();
+    expect(resolved()).to.equal(true);
+    await driver.putContent('/probe/b', 'y');
+    expect((await driver.getContent('/probe/b')).toString()).to.equal('y');
+  });
 });
