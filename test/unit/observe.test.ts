@@ -36,6 +36,14 @@ describe('http: watching whole requests', () => {
     });
     expect(await serve(refused.app, '/')).to.equal(413);
     expect(refused.seen[0]!.status).to.equal(413);
+
+    // A code Koa does not know is answered as 500, and is a failure of ours.
+    const odd = new Error('odd');
+    const unknownCode = watched(() => {
+      throw Object.assign(odd, { status: 599 });
+    });
+    expect(await serve(unknownCode.app, '/')).to.equal(500);
+    expect(unknownCode.seen).to.deep.equal([{ status: 500, error: odd }]);
   });
 
   it('an answered request is seen with its own status and no error', async () => {
