@@ -70,7 +70,7 @@ export class BuildahEngine implements BuildEngine {
     // The result keeps a name per repository and platform and is never removed: `buildah rmi` of a fresh
     // image also removes the intermediate images of its build, which are the layer cache. The push names
     // the image by id, so concurrent builds of one repository cannot push each other's result.
-    const local = `localhost/dify-registry-build/${build.destination.replace(/^[^/]+\//, '').replace(/:[^:/]+$/, '')}:${build.platform.replace(/\//g, '-')}`;
+    const local = `localhost/dify-registry-build/${build.destination.replace(/^[^/]+\//, '').replace(/:[^:/]+$/, '')}:${platformComponent(build.platform)}`;
     const scratch = join(this.dirs.tmp, randomBytes(8).toString('hex'));
     const idFile = `${scratch}.iid`;
     const dockerfile = `${scratch}.Dockerfile`;
@@ -205,11 +205,11 @@ export class BuildahEngine implements BuildEngine {
    * name into one storage at once race (`locating pulled image ... image not known`).
    */
   private root(platform: string): string {
-    return join(this.dirs.storage, platform.replace(/\//g, '-'));
+    return join(this.dirs.storage, platformComponent(platform));
   }
 
   private globalArgs(platform: string, driver: string): string[] {
-    return ['--root', this.root(platform), '--runroot', join(this.dirs.run, platform.replace(/\//g, '-')), '--storage-driver', driver, '--registries-conf', this.dirs.registries];
+    return ['--root', this.root(platform), '--runroot', join(this.dirs.run, platformComponent(platform)), '--storage-driver', driver, '--registries-conf', this.dirs.registries];
   }
 
   private run(driver: string, args: string[], build: EngineBuild, onLine?: (line: string) => void): Promise<ExecResult> {
@@ -268,4 +268,9 @@ async function directorySize(dir: string): Promise<number> {
 
 function gib(bytes: number): string {
   return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+}
+
+/** The platform as given, as one path or tag component (existing storage roots are named so). */
+function platformComponent(platform: string): string {
+  return platform.replace(/\//g, '-');
 }

@@ -14,7 +14,7 @@ import type { Registry } from '../server/registry/registry.js';
 import { parseDigest } from '../server/registry/digest.js';
 import { parseManifest } from '../server/registry/manifest.js';
 import { paths } from '../server/registry/paths.js';
-import { formatPlatform } from '../server/mirror/platforms.js';
+import { platformSlug } from '../server/mirror/platforms.js';
 import type { BuildEngine } from './engine.js';
 import { buildScopes, repositoryOnRegistry, writeAuthFile, type RegistryEndpoint } from './registry-access.js';
 import { loadRecipe } from './recipes.js';
@@ -75,7 +75,7 @@ const TEMP_TAG_PREFIX = 'build-tmp-';
 
 /** The temporary tag of a platform image until the index exists: `build-tmp-<job id>-linux-arm64`. */
 export function tempTag(parentId: string, platform: string): string {
-  return `${TEMP_TAG_PREFIX}${parentId}-${formatPlatform(platform).replace(/\//g, '-')}`;
+  return `${TEMP_TAG_PREFIX}${parentId}-${platformSlug(platform)}`;
 }
 
 /** The build job a temporary tag belongs to, if `tag` is one. */
@@ -86,7 +86,7 @@ export function tempTagJob(tag: string): string | undefined {
 
 /** Whose lease holds a platform's pushed content. */
 export function leaseOwner(parentId: string, platform: string): string {
-  return `build-${parentId}-${formatPlatform(platform).replace(/\//g, '-')}`;
+  return `build-${parentId}-${platformSlug(platform)}`;
 }
 
 export function platformBuildHandler(deps: PlatformBuildDeps): JobHandler<PlatformBuildRequest, PlatformBuildResult> {

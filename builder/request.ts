@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { OciError } from '../server/registry/errors.js';
 import { isValidName, isValidTag } from '../server/registry/names.js';
-import { formatPlatform, parsePlatform } from '../server/mirror/platforms.js';
+import { formatPlatform, parsePlatform, platformSlug } from '../server/mirror/platforms.js';
 import { loadRecipe, RecipeError, type Recipe } from './recipes.js';
 
 export const DEFAULT_PLATFORMS = ['linux/amd64', 'linux/arm64'];
@@ -133,5 +133,5 @@ export function buildVersion(request: BuildRequest): string | undefined {
 
 /** The work queue of a platform: `build-linux-amd64`, `build-linux-arm-v7`. */
 export function platformQueue(platform: string): string {
-  return `build-${formatPlatform(platform).replace(/\//g, '-')}`;
+  return `build-${platformSlug(platform)}`;
 }

@@ -69,6 +69,11 @@ export function formatPlatform(platform: PlatformLike): string {
   return p.variant ? `${p.os}/${p.architecture}/${p.variant}` : `${p.os}/${p.architecture}`;
 }
 
+/** The normalised platform as one tag or path component: linux/arm64 -> linux-arm64. */
+export function platformSlug(platform: PlatformLike): string {
+  return formatPlatform(platform).replace(/\//g, '-');
+}
+
 export function samePlatform(a: PlatformLike, b: PlatformLike): boolean {
   return formatPlatform(a) === formatPlatform(b);
 }
