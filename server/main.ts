@@ -10,7 +10,7 @@ import { createLogger } from './logger.js';
 // Every socket read is a new 64 KiB buffer, memory V8 counts as external. Freed young buffers are subtracted
 // only once a background thread has swept them; with both cores busy it lags, the count passes V8's limit,
 // and V8 runs full mark-compacts every ~60 ms while data streams (S3 bench: pull rounds at twice the CPU and
-// 65-75% of the throughput, in 3 of 3 runs with default flags; 3 of 9 with this). Swept during the
+// 65-75% of the throughput, in 3 of 3 runs with default flags; 4 of 13 with this). Swept during the
 // scavenge instead, the count stays closer to true, for a few microseconds per scavenge.
 setFlagsFromString('--no-concurrent-array-buffer-sweeping');
 
