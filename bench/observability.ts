@@ -8,7 +8,8 @@
 // machine runs; medians of each variant, and the in-process cost of each piece, are printed too.
 //
 // Environment: BENCH_ROUNDS (15), BENCH_SECONDS (1 per run and process), BENCH_PROCESSES (2 per variant),
-// BENCH_VARIANTS (all: also each half alone), BENCH_CONCURRENCY (8), BENCH_OURS_MODE
+// BENCH_VARIANTS (all: also each half alone, and a second set of both-off processes whose ratio is the
+// noise floor), BENCH_CONCURRENCY (8), BENCH_OURS_MODE
 // (dist | tsx), BENCH_OURS_NODE_ARGS (node arguments of the registries, e.g. --cpu-prof), BENCH_KEEP=1 (keep
 // storage and logs), BENCH_BASELINE=<git ref> (also the defaults as built from that commit, in the same
 // rounds: a change's effect is a few points, less than this machine's drift between separate runs).
@@ -27,23 +28,28 @@ import { parseExposition, valueOf } from '../test/helpers/prometheus.js';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
-/** Processes per variant: V8 makes different choices in different processes of the same code (10% apart here). */
-const PROCESSES = Number(process.env.BENCH_PROCESSES ?? 2);
+/**
+ * Processes per variant: V8 makes different choices in different processes of the same code. Processes of
+ * the same variant differ by 2-4% here (both-off against both-off, 3 processes each: 95.9-97.4%), which
+ * the pairing of rounds cannot cancel; with 2 per variant, the verdict of separate runs spread 88-94%.
+ */
+const PROCESSES = Number(process.env.BENCH_PROCESSES ?? 3);
 const MODE = process.env.BENCH_OURS_MODE === 'tsx' ? 'tsx' : 'dist';
 const TARGET = 0.9;
 
-type Variant = 'on' | 'off' | 'metrics' | 'log' | 'baseline';
+type Variant = 'on' | 'off' | 'metrics' | 'log' | 'control' | 'baseline';
 
 const VARIANTS: Record<Variant, { label: string; config: Record<string, unknown>; log: Record<string, unknown> }> = {
   on: { label: 'metrics + access log (defaults)', config: {}, log: {} },
   off: { label: 'both off', config: { metrics: { enabled: false } }, log: { accesslog: { disabled: true } } },
   metrics: { label: 'metrics only', config: {}, log: { accesslog: { disabled: true } } },
   log: { label: 'access log only', config: { metrics: { enabled: false } }, log: {} },
+  control: { label: 'both off, other processes', config: { metrics: { enabled: false } }, log: { accesslog: { disabled: true } } },
   baseline: { label: `defaults as of ${process.env.BENCH_BASELINE}`, config: {}, log: {} },
 };
 /** BENCH_VARIANTS=all also measures each half alone. */
 const MEASURED: Variant[] = [
-  ...(process.env.BENCH_VARIANTS === 'all' ? (['on', 'off', 'metrics', 'log'] as const) : (['on', 'off'] as const)),
+  ...(process.env.BENCH_VARIANTS === 'all' ? (['on', 'off', 'metrics', 'log', 'control'] as const) : (['on', 'off'] as const)),
   ...(process.env.BENCH_BASELINE ? (['baseline'] as const) : []),
 ];
 
@@ -133,7 +139,7 @@ async function main(): Promise<void> {
       `manifest GET by tag, ${CONCURRENCY} keep-alive connections, ${SECONDS} s per run, ${ROUNDS} rounds (order alternating), ` +
         `${PROCESSES} processes per variant, mode ${MODE}`,
     );
-    const runs: Record<Variant, Run[]> = { on: [], off: [], metrics: [], log: [], baseline: [] };
+    const runs: Record<Variant, Run[]> = { on: [], off: [], metrics: [], log: [], control: [], baseline: [] };
     for (let round = 0; round < ROUNDS; round++) {
       const slices = new Map<Variant, Run[]>();
       for (const { variant, server } of round % 2 === 0 ? servers : [...servers].reverse()) {
