@@ -7,7 +7,7 @@
 // ratio within each round (its runs are seconds apart), which cancels the slow drift of whatever else the
 // machine runs; medians of each variant, and the in-process cost of each piece, are printed too.
 //
-// Environment: BENCH_ROUNDS (15), BENCH_SECONDS (1 per run and process), BENCH_PROCESSES (2 per variant),
+// Environment: BENCH_ROUNDS (15), BENCH_SECONDS (1 per run and process), BENCH_PROCESSES (3 per variant),
 // BENCH_VARIANTS (all: also each half alone, and a second set of both-off processes whose ratio is the
 // noise floor), BENCH_CONCURRENCY (8), BENCH_OURS_MODE
 // (dist | tsx), BENCH_OURS_NODE_ARGS (node arguments of the registries, e.g. --cpu-prof), BENCH_KEEP=1 (keep
@@ -29,9 +29,9 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
 /**
- * Processes per variant: V8 makes different choices in different processes of the same code. Processes of
- * the same variant differ by 2-4% here (both-off against both-off, 3 processes each: 95.9-97.4%), which
- * the pairing of rounds cannot cancel; with 2 per variant, the verdict of separate runs spread 88-94%.
+ * Processes per variant: V8 makes different choices in different processes of the same code. Single
+ * processes of the same variant differ by 2-4% here (both-off against both-off: 95.9-97.4%), which the
+ * pairing of rounds cannot cancel; with 2 per variant, the verdicts of separate runs spread 88-94%.
  */
 const PROCESSES = Number(process.env.BENCH_PROCESSES ?? 3);
 const MODE = process.env.BENCH_OURS_MODE === 'tsx' ? 'tsx' : 'dist';
@@ -47,7 +47,7 @@ const VARIANTS: Record<Variant, { label: string; config: Record<string, unknown>
   control: { label: 'both off, other processes', config: { metrics: { enabled: false } }, log: { accesslog: { disabled: true } } },
   baseline: { label: `defaults as of ${process.env.BENCH_BASELINE}`, config: {}, log: {} },
 };
-/** BENCH_VARIANTS=all also measures each half alone. */
+/** BENCH_VARIANTS=all also measures each half alone, and both off in other processes (the noise floor). */
 const MEASURED: Variant[] = [
   ...(process.env.BENCH_VARIANTS === 'all' ? (['on', 'off', 'metrics', 'log', 'control'] as const) : (['on', 'off'] as const)),
   ...(process.env.BENCH_BASELINE ? (['baseline'] as const) : []),
