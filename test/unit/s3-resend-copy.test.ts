@@ -54,6 +54,8 @@ describe('S3 resend copies', () => {
       await budget.release();
       const large = resendCopy(pool.size + 1, pool);
       expect(resendMemoryInUse(), 'a part larger than the pool buffers').to.equal(before);
+      // A spill file opens in the background; a write waits for it (a bare readdir could run first).
+      await Promise.all([tooLarge.add(chunks[2]!), large.add(chunks[2]!)]);
       expect((await spillFiles()).length).to.equal(filesBefore.length + 2);
       await Promise.all([tooLarge.drop(), large.drop()]);
     } finally {
