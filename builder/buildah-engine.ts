@@ -107,6 +107,8 @@ export class BuildahEngine implements BuildEngine {
           });
         }
       });
+      // A failed build leaves the images of the steps it finished: it is held to the limit too.
+      if (bud.code !== 0 && !bud.stopped) await this.keepCacheWithinLimit(build, driver, cachedBefore, reused, self);
       this.check(bud, build, 'BUILD_FAILED', 'the build failed');
       const imageId = (await readFile(idFile, 'utf8')).trim();
       const built = Date.now();
@@ -123,12 +125,7 @@ export class BuildahEngine implements BuildEngine {
         if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new JobError('PUSH_FAILED', `buildah wrote an unexpected digest: ${digest.slice(0, 100)}`);
         build.progress({ phase: 'pushed' });
         const pushMs = Date.now() - built;
-        if (cachedBefore && !self.overlapped) {
-          // From here to the end of the trim no build of the platform starts (see the top of build()).
-          const trim = this.trimCache(build, driver, cachedBefore, reused).finally(() => this.trimming.delete(build.platform));
-          this.trimming.set(build.platform, trim);
-          await trim;
-        }
+        await this.keepCacheWithinLimit(build, driver, cachedBefore, reused, self);
         return { digest, buildMs: built - started, pushMs };
       } finally {
         await rm(digestFile, { force: true });
@@ -138,6 +135,20 @@ export class BuildahEngine implements BuildEngine {
       await rm(idFile, { force: true });
       await rm(dockerfile, { force: true });
     }
+  }
+
+  /** Trims the cache after a build that ran alone here; no build of the platform starts until it is done. */
+  private async keepCacheWithinLimit(
+    build: EngineBuild,
+    driver: string,
+    cachedBefore: ReadonlySet<string> | undefined,
+    reused: ReadonlySet<string>,
+    self: { overlapped: boolean },
+  ): Promise<void> {
+    if (!cachedBefore || self.overlapped) return;
+    const trim = this.trimCache(build, driver, cachedBefore, reused).finally(() => this.trimming.delete(build.platform));
+    this.trimming.set(build.platform, trim);
+    await trim;
   }
 
   /**

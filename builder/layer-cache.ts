@@ -1,10 +1,10 @@
 // Keeping buildah's layer cache (one storage root per platform) within builder.buildah.cachesize. Every
 // build leaves intermediate images, one per instruction: rebuilds of unchanged sources add almost nothing,
 // but each new set of dependencies adds its layers (about 4 GB per platform for dify-api) and nothing ever
-// removed the old ones, until the disk or the pod's volume limit was full. Over the limit, after a build,
-// cached images that build did not use go, oldest first, until the cache fits; its own stay (those it
-// made, those it took from the cache), so its rebuild is still warm. Named images (bases, the builds'
-// results) stay too: they are few.
+// removed the old ones, until the disk or the pod's volume limit was full. Over the limit, after a build
+// (a failed one too: it leaves the steps it finished), cached images that build did not use go, oldest
+// first, until the cache fits; its own stay (those it made, those it took from the cache), so its rebuild
+// is still warm. Named images (bases, the builds' results) stay too: they are few.
 
 export interface CachedImage {
   /** Without the `sha256:` prefix. */

@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { BuildahEngine } from '../../builder/buildah-engine.js';
 import { parseImageList } from '../../builder/layer-cache.js';
+import type { JobError } from '../../server/jobs/job.js';
 import { removeTree } from '../helpers/cleanup.js';
 import { tempDir } from '../helpers/process.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -39,8 +40,14 @@ describe('builder: the layer cache within builder.buildah.cachesize (buildah)', 
   }
 
   async function build(engine: BuildahEngine, contextDir: string): Promise<string[]> {
+    const { lines, error } = await attempt(engine, contextDir);
+    if (error) throw error;
+    return lines;
+  }
+
+  async function attempt(engine: BuildahEngine, contextDir: string): Promise<{ lines: string[]; error?: unknown }> {
     const lines: string[] = [];
-    await engine.build({
+    const error = await engine.build({
       platform: PLATFORM,
       contextDir,
       dockerfile: join(contextDir, 'Dockerfile'),
@@ -52,15 +59,20 @@ describe('builder: the layer cache within builder.buildah.cachesize (buildah)', 
       timeoutMs: 300_000,
       log: (line) => lines.push(line),
       progress: () => undefined,
-    });
-    return lines;
+    }).then(
+      () => undefined,
+      (failed: unknown) => failed,
+    );
+    return { lines, error };
   }
 
-  async function cachedImages(cachedir: string): Promise<string[]> {
+  async function cachedImages(cachedir: string, which: 'all' | 'unnamed' = 'all'): Promise<string[]> {
     const root = join(cachedir, 'storage', PLATFORM.replace('/', '-'));
     const driver = (await run('ls', [root])).stdout.includes('overlay-layers') ? 'overlay' : 'vfs';
     const { stdout } = await run('buildah', ['--root', root, '--runroot', join(cachedir, 'run', 'probe'), '--storage-driver', driver, 'images', '--all', '--json']);
-    return parseImageList(stdout).map((image) => image.id);
+    return parseImageList(stdout)
+      .filter((image) => which === 'all' || image.names.length === 0)
+      .map((image) => image.id);
   }
 
   const reusedSteps = (lines: string[]) => lines.filter((line) => line.startsWith('--> Using cache ')).length;
@@ -87,6 +99,28 @@ describe('builder: the layer cache within builder.buildah.cachesize (buildah)', 
     expect(await cachedImages(cachedir)).to.have.members(afterSecond);
     // ... while the first one starts from nothing.
     expect(reusedSteps(await build(engine, join(dir, 'context-a')))).to.equal(0);
+  });
+
+  it('a failed build is held to the limit too, and keeps the steps it finished', async () => {
+    const cachedir = join(dir, 'failing');
+    const engine = new BuildahEngine({ path: 'buildah', cachedir, storagedriver: 'auto', isolation: 'chroot', pull: 'never', cachesize: 1 });
+    await build(engine, await context('f', 'before the failure\n'));
+    // Its result keeps its name (no later build of the repository took it) and stays: the steps go.
+    const afterFirst = await cachedImages(cachedir, 'unnamed');
+    expect(afterFirst).not.to.deep.equal([]);
+
+    // Two steps of another chain, then a step that fails (its file is not in the context).
+    const broken = await context('g', 'a failing build\n');
+    await writeFile(join(broken, 'Dockerfile'), 'FROM scratch\nCOPY first.txt /first.txt\nENV STAGE=one\nCOPY missing.txt /missing.txt\n');
+    const failed = await attempt(engine, broken);
+    expect((failed.error as JobError | undefined)?.code, failed.lines.join('\n')).to.equal('BUILD_FAILED');
+    expect(failed.lines.find((line) => line.startsWith('layer cache ')), failed.lines.join('\n')).to.match(/: removed [1-9]\d* cached images this build did not use/);
+    const afterFailure = await cachedImages(cachedir);
+    expect(afterFailure.filter((id) => afterFirst.includes(id)), 'images of the first build').to.deep.equal([]);
+
+    // Its finished steps are still cached: fixed, the build reuses them.
+    await writeFile(join(broken, 'missing.txt'), 'here now\n');
+    expect(reusedSteps(await build(engine, broken))).to.equal(2);
   });
 
   it('under the limit, nothing is removed', async () => {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { chooseStorageDriver, existingDriver, overlayWorks } from '../../builder/storage-driver.js';
 import { removeTree } from '../helpers/cleanup.js';
 import { run, tempDir } from '../helpers/process.js';
+import { JobError, RetryableJobError } from '../../server/jobs/job.js';
 
 describe("builder: buildah's storage driver", () => {
   let dir: string;
@@ -47,13 +48,58 @@ describe("builder: buildah's storage driver", () => {
     expect(await readFile('/proc/self/mounts', 'utf8')).not.to.include(dir);
   });
 
-  it('answers "no" where the driver refuses (a directory on overlayfs) or buildah cannot run, never throws', async () => {
+  it('answers "no" where the driver refuses (a directory on overlayfs)', async () => {
     // An overlay mount of our own: buildah's overlay driver refuses to stack on it, whatever the kernel allows.
     for (const sub of ['lower', 'upper', 'work', 'merged']) await mkdir(join(dir, sub));
     const mounted = await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${dir}/lower,upperdir=${dir}/upper,workdir=${dir}/work`, join(dir, 'merged')], { allowFailure: true });
     if (mounted.code === 0) expect(await overlayWorks('buildah', join(dir, 'merged'))).to.equal(false);
-    expect(await overlayWorks('/nonexistent/buildah', dir)).to.equal(false);
     expect((await readdir(dir)).sort()).to.deep.equal(['lower', 'merged', 'upper', 'work']);
+  });
+
+  describe('a probe that cannot tell throws rather than answer "no" (that would make a vfs root for good)', () => {
+    /** A stand-in for buildah: the faults of a busy or full machine, which the real one cannot be made to show. */
+    async function fakeBuildah(script: string): Promise<string> {
+      const path = join(dir, 'fake-buildah');
+      await writeFile(path, `#!/bin/sh\n${script}\n`, { mode: 0o755 });
+      return path;
+    }
+    async function failure(probe: Promise<boolean>): Promise<JobError> {
+      const error = await probe.then(
+        () => undefined,
+        (thrown: unknown) => thrown,
+      );
+      expect(error).to.be.instanceOf(JobError);
+      return error as JobError;
+    }
+
+    it('a refusal is "no"; a full disk, a timeout or a kill are retryable errors', async () => {
+      const refusing = await fakeBuildah('echo \'Error: kernel does not support overlay fs: overlay: the backing xfs filesystem is formatted without d_type support\' >&2; exit 125');
+      expect(await overlayWorks(refusing, dir)).to.equal(false);
+
+      const full = await failure(overlayWorks(await fakeBuildah('echo \'Error: mkdir /x/overlay: no space left on device\' >&2; exit 125'), dir));
+      expect(full).to.be.instanceOf(RetryableJobError);
+      expect(full.message).to.include('no space left on device');
+
+      const slow = await failure(overlayWorks(await fakeBuildah('exec sleep 30'), dir, 300));
+      expect(slow).to.be.instanceOf(RetryableJobError);
+      expect(slow.message).to.include('no answer in 0.3 s');
+
+      const killed = await failure(overlayWorks(await fakeBuildah('kill -KILL $$'), dir));
+      expect(killed).to.be.instanceOf(RetryableJobError);
+      expect(killed.message).to.include('killed by SIGKILL');
+    });
+
+    it('a buildah that cannot start is a final error that says so', async () => {
+      const missing = await failure(overlayWorks('/nonexistent/buildah', dir));
+      expect(missing).not.to.be.instanceOf(RetryableJobError);
+      expect(missing.code).to.equal('BUILDER_UNAVAILABLE');
+      expect(missing.message).to.include('/nonexistent/buildah');
+    });
+
+    it('auto: the choice fails with the probe, it does not fall back to vfs', async () => {
+      const failed = await chooseStorageDriver('auto', join(dir, 'root'), () => overlayWorks('/nonexistent/buildah', dir)).catch((error: unknown) => error);
+      expect(failed).to.be.instanceOf(JobError);
+    });
   });
 
   it('a root it cannot read is an error, not a new root beside the old one', async () => {
