@@ -45,7 +45,7 @@ import {
   type WorkOptions,
   JobFinishedError,
   JobNotFoundError,
-  pageSize,
+  collectPage,
   type JobCounts,
   type JobListQuery,
   type JobPage,
@@ -242,35 +242,26 @@ export class BullJobQueue implements JobQueue {
   }
 
   async list(query: JobListQuery = {}): Promise<JobPage> {
-    const limit = pageSize(query.n);
-    return shared('list jobs', async () => {
-      let from = query.last === undefined ? '-' : `(${query.last}`;
-      const jobs: JobRecord[] = [];
-      let more = false;
-      while (!more) {
-        const ids = await this.client.zrangebylex(this.keys.index, from, '+', 'LIMIT', 0, LIST_BATCH);
-        if (ids.length === 0) break;
-        from = `(${ids.at(-1)!}`;
-        const kinds = await this.client.hmget(this.keys.kinds, ...ids);
-        const records = await Promise.all(
-          ids.map((id, i) => {
-            const kind = kinds[i];
-            if (!isJobKind(kind)) return this.forget(id).then(() => undefined);
-            return query.kind && kind !== query.kind ? undefined : this.load(kind, id);
-          }),
-        );
-        for (const record of records) {
-          if (!record || (query.state && record.state !== query.state)) continue;
-          if (jobs.length === limit) {
-            more = true;
-            break;
-          }
-          jobs.push(record);
-        }
-        if (ids.length < LIST_BATCH) break;
-      }
-      return more && jobs.length > 0 ? { jobs, next: jobs.at(-1)!.id } : { jobs };
-    });
+    return shared('list jobs', () => collectPage(this.indexBatches(query), query));
+  }
+
+  /** The index in id order from `query.last`, a batch of records at a time (a job of another kind is not loaded). */
+  private async *indexBatches(query: JobListQuery): AsyncGenerator<Array<JobRecord | undefined>> {
+    let from = query.last === undefined ? '-' : `(${query.last}`;
+    for (;;) {
+      const ids = await this.client.zrangebylex(this.keys.index, from, '+', 'LIMIT', 0, LIST_BATCH);
+      if (ids.length === 0) return;
+      from = `(${ids.at(-1)!}`;
+      const kinds = await this.client.hmget(this.keys.kinds, ...ids);
+      yield await Promise.all(
+        ids.map((id, i) => {
+          const kind = kinds[i];
+          if (!isJobKind(kind)) return this.forget(id).then(() => undefined);
+          return query.kind && kind !== query.kind ? undefined : this.load(kind, id);
+        }),
+      );
+      if (ids.length < LIST_BATCH) return;
+    }
   }
 
   async logs(id: string): Promise<string[] | undefined> {

@@ -45,7 +45,7 @@ import {
   type WorkOptions,
   JobFinishedError,
   JobNotFoundError,
-  pageSize,
+  collectPage,
   type JobCounts,
   type JobListQuery,
   type JobPage,
@@ -210,22 +210,14 @@ export class LocalJobQueue implements JobQueue {
   }
 
   async list(query: JobListQuery = {}): Promise<JobPage> {
-    const limit = pageSize(query.n);
     const ids = (await this.listIds(ROOT)).filter((id) => query.last === undefined || id > query.last);
-    const jobs: JobRecord[] = [];
-    let more = false;
-    for (let i = 0; i < ids.length && !more; i += READ_BATCH) {
-      const records = await Promise.all(ids.slice(i, i + READ_BATCH).map((id) => this.get(id)));
-      for (const record of records) {
-        if (!record || (query.kind && record.kind !== query.kind) || (query.state && record.state !== query.state)) continue;
-        if (jobs.length === limit) {
-          more = true;
-          break;
-        }
-        jobs.push(record);
-      }
-    }
-    return more && jobs.length > 0 ? { jobs, next: jobs.at(-1)!.id } : { jobs };
+    const get = (id: string) => this.get(id);
+    return collectPage(
+      (async function* () {
+        for (let i = 0; i < ids.length; i += READ_BATCH) yield await Promise.all(ids.slice(i, i + READ_BATCH).map(get));
+      })(),
+      query,
+    );
   }
 
   async logs(id: string): Promise<string[] | undefined> {

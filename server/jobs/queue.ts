@@ -144,6 +144,24 @@ export function pageSize(n: number | undefined): number {
   return Math.max(0, Math.min(Math.floor(n), MAX_PAGE_SIZE));
 }
 
+/**
+ * One page of `query`'s jobs from candidate records read in batches (in id order; undefined for a job
+ * that is gone or already filtered out): reads batches only until the page is full and one more match
+ * shows that another page follows.
+ */
+export async function collectPage(batches: AsyncIterable<Array<JobRecord | undefined>>, query: JobListQuery): Promise<JobPage> {
+  const limit = pageSize(query.n);
+  const jobs: JobRecord[] = [];
+  for await (const records of batches) {
+    for (const record of records) {
+      if (!record || (query.kind && record.kind !== query.kind) || (query.state && record.state !== query.state)) continue;
+      if (jobs.length === limit) return jobs.length > 0 ? { jobs, next: jobs.at(-1)!.id } : { jobs };
+      jobs.push(record);
+    }
+  }
+  return { jobs };
+}
+
 /** How a queued job that was asked to cancel looks before its runner has recorded that. */
 export function cancelledView(record: JobRecord, at: string, error: { code: string; message: string }): JobRecord {
   return { ...record, state: 'cancelled', finishedAt: at, error: { ...error } };
