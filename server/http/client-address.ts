@@ -61,7 +61,9 @@ export function addressOf(ctx: Context): string {
 /** One canonical spelling per address (2001:DB8:0::1 -> 2001:db8::1, ::ffff:1.2.3.4 -> 1.2.3.4), so one client is one key. */
 export function canonical(address: string): string {
   const family = ipFamily(address);
-  if (!family) return address;
+  // isIP takes IPv4 only in its one spelling (no leading zeros), and this runs per request: a SocketAddress
+  // costs a microsecond.
+  if (family !== 'ipv6') return address;
   const spelled = new SocketAddress({ address, family }).address;
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(spelled);
   return mapped ? mapped[1]! : spelled;
