@@ -243,6 +243,18 @@ describe('Helm chart', function () {
       expect((podSpec(d) as unknown as { terminationGracePeriodSeconds: number }).terminationGracePeriodSeconds).to.be.greaterThan(35);
     });
 
+    it('serves port 80 on the Service while the unprivileged pod listens on 5000', async () => {
+      const r80 = await helm.render({ values: [{ service: { port: 80 }, networkPolicy: { enabled: true, egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }] } }] });
+      checkConsistency(r80);
+      const d = r80.get('Deployment');
+      expect(container(d).ports).to.deep.equal([{ name: 'http', containerPort: 5000, protocol: 'TCP' }]);
+      expect((r80.get('Service').spec as { ports: Array<{ port: number; targetPort: string }> }).ports[0]).to.include({ port: 80, targetPort: 'http' });
+      expect((await loadRenderedConfig(dir, r80, 'config.yml', d)).http.addr).to.equal(':5000');
+      // Egress to the registry's pods names the pod's port.
+      const egress = (r80.get('NetworkPolicy', 'reg-dify-registry').spec as { egress: Array<{ ports?: Array<{ port: number }> }> }).egress;
+      expect(egress.flatMap((rule) => (rule.ports ?? []).map((p) => p.port))).to.include(5000).and.not.include(80);
+    });
+
     it('annotates the pod with checksums of its configuration and secrets', () => {
       const annotations = (r.get('Deployment') as Workload).spec.template.metadata.annotations ?? {};
       expect(annotations['checksum/config']).to.match(/^[0-9a-f]{64}$/);
@@ -425,6 +437,21 @@ describe('Helm chart', function () {
       expect(r.get('NetworkPolicy', 'reg-dify-registry-builder').spec).to.deep.include({ ingress: [] });
     });
 
+    it('lets the build workers push when only some peers may reach the registry', async () => {
+      const ingressNginx = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } };
+      const restricted = await helm.render({ valueFiles: [ci('s3-ha-values.yaml')], values: [{ networkPolicy: { ingressFrom: [ingressNginx] } }] });
+      const ingress = (restricted.get('NetworkPolicy', 'reg-dify-registry').spec as { ingress: Array<{ from?: Array<{ podSelector?: { matchLabels: Record<string, string> } }> }> }).ingress;
+      const from = ingress[0]!.from!;
+      expect(from[0]).to.deep.equal(ingressNginx);
+      const workers = restricted.all('Deployment').filter((d) => d.metadata.name.includes('-builder-')) as Workload[];
+      expect(workers).to.have.length(2);
+      for (const worker of workers) {
+        expect(from.some((peer) => peer.podSelector && matches(peer.podSelector.matchLabels, worker.spec.template.metadata.labels)), worker.metadata.name).to.equal(true);
+      }
+      const registry = restricted.get('Deployment', 'reg-dify-registry') as Workload;
+      expect(from.some((peer) => peer.podSelector && matches(peer.podSelector.matchLabels, registry.spec.template.metadata.labels)), 'only the workers are added').to.equal(false);
+    });
+
     it('prints docker login, push and pull for the public host in NOTES.txt', () => {
       expect(r.notes).to.include('docker login registry.example.com');
       expect(r.notes).to.include('docker push registry.example.com/library/busybox:latest');
@@ -498,6 +525,22 @@ describe('Helm chart', function () {
       expect(envRef(container(d), 'REGISTRY_REDIS_PASSWORD')).to.deep.equal({ name: 'shared-redis', key: 'password' });
     });
 
+    it('moves the configuration into a Secret for a Sentinel password and for a password in any URL', async () => {
+      const cases: Array<[string, Record<string, unknown>, string]> = [
+        ['a Sentinel password', { config: { redis: { sentinel: { name: 'mymaster', addrs: ['sentinel:26379'], password: 'sentinel-s3cret' } } } }, 'sentinel-s3cret'],
+        ['a Redis URL in config', { redis: { enabled: false }, config: { redis: { url: 'redis://:url-s3cret@redis.shared:6379/0' } } }, 'url-s3cret'],
+        ['a build argument', { builder: { enabled: true, config: { buildargs: { PIP_INDEX_URL: 'https://ci:pip-s3cret@pypi.example.com/simple' } } } }, 'pip-s3cret'],
+      ];
+      for (const [what, values, secret] of cases) {
+        const rendered = await helm.render({ values: [{ storage: { type: 's3', s3: { bucket: 'b-1' } }, redis: { enabled: true } }, values] });
+        for (const map of rendered.all('ConfigMap')) expect(JSON.stringify(map.data), `${what} in ConfigMap ${map.metadata.name}`).to.not.include(secret);
+        expect(data(rendered.get('Secret', 'reg-dify-registry-config'))['config.yml'], what).to.include(secret);
+      }
+      // A URL without a password keeps the ConfigMap (externalRedis.url with one is refused by the schema).
+      const plain = await helm.render({ values: [{ config: { redis: { url: 'redis://redis.shared:6379/0' } } }] });
+      expect(plain.all('ConfigMap').map((c) => c.metadata.name)).to.include('reg-dify-registry-config');
+    });
+
     it('moves the configuration into a Secret for notification headers too', async () => {
       const r2 = await helm.render({ values: [{ config: { notifications: { endpoints: [{ name: 'n', url: 'https://hooks.example.com/x', headers: { Authorization: ['Bearer t'] } }] } } }] });
       expect(r2.all('ConfigMap')).to.be.empty;
@@ -550,6 +593,11 @@ describe('Helm chart', function () {
     it('refuses build workers without Redis or without shared storage', async () => {
       expect(await helm.renderError({ values: [{ builder: { enabled: true }, storage: { type: 's3', s3: { bucket: 'b-1' } } }] })).to.include('builder.enabled needs Redis');
       expect(await helm.renderError({ values: [{ builder: { enabled: true }, redis: { enabled: true } }] })).to.include('builder.enabled needs storage that the workers reach');
+    });
+
+    it('says how an existing release gets a ReadWriteMany volume (a claim cannot change its access modes)', async () => {
+      const error = await helm.renderError({ values: [{ replicaCount: 2, redis: { enabled: true } }] });
+      expect(error).to.include('storage.persistence.existingClaim');
     });
 
     it('accepts several replicas on a ReadWriteMany volume', async () => {

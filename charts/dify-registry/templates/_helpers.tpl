@@ -172,7 +172,7 @@ true
 {{- $max := include "dify-registry.maxReplicas" . | int -}}
 {{- if eq .Values.storage.type "filesystem" -}}
 {{- if and (gt $max 1) (not (include "dify-registry.sharedVolume" .)) -}}
-{{- fail (printf "storage.type filesystem with %d replicas needs a ReadWriteMany volume (storage.persistence.accessModes) that every pod mounts; a ReadWriteOnce volume attaches to one node only. Use storage.type s3, or one replica." $max) -}}
+{{- fail (printf "storage.type filesystem with %d replicas needs a ReadWriteMany volume that every pod mounts; a ReadWriteOnce volume attaches to one node only. Use storage.type s3, or one replica, or a ReadWriteMany claim: storage.persistence.accessModes on a new release; an existing release cannot change its claim's access modes (Kubernetes refuses), so copy the data to a ReadWriteMany claim and name it in storage.persistence.existingClaim." $max) -}}
 {{- end -}}
 {{- else if eq .Values.storage.type "s3" -}}
 {{- $_ := required "storage.s3.bucket is required when storage.type is s3" .Values.storage.s3.bucket -}}
@@ -209,7 +209,11 @@ true
 {{- $proxy := .Values.config.proxy | default dict -}}
 {{- $redis := .Values.config.redis | default dict -}}
 {{- $s3 := dig "storage" "s3" dict .Values.config -}}
-{{- if or $proxy.password $redis.password $s3.secretkey -}}{{- $secret = true -}}{{- end -}}
+{{- if or $proxy.password $redis.password (dig "sentinel" "password" "" $redis) $s3.secretkey -}}{{- $secret = true -}}{{- end -}}
+{{- /* A password in any URL (redis://:pw@, a build argument's https://user:token@): wherever it is written. */ -}}
+{{- range list (toYaml (.Values.config | default dict)) (toYaml (.Values.builder.config | default dict)) -}}
+{{- if regexMatch "[A-Za-z][A-Za-z0-9+.-]*://[^/@\\s]*:[^/@\\s]*@" . -}}{{- $secret = true -}}{{- end -}}
+{{- end -}}
 {{- range dig "notifications" "endpoints" list .Values.config -}}
 {{- if .headers -}}{{- $secret = true -}}{{- end -}}
 {{- end -}}
@@ -228,7 +232,7 @@ they come as REGISTRY_* environment variables from Secrets (see dify-registry.se
 {{- define "dify-registry.registryConfig" -}}
 {{- $v := .Values -}}
 {{- $wired := dict "version" "0.1" -}}
-{{- $http := dict "addr" (printf ":%d" (int $v.service.port)) -}}
+{{- $http := dict "addr" (printf ":%d" (int $v.service.containerPort)) -}}
 {{- with (include "dify-registry.externalURL" .) }}{{ $_ := set $http "host" . }}{{ end -}}
 {{- if $v.metrics.enabled -}}
 {{- /* Metrics on their own port only, so an Ingress in front of the main port never exposes them. */ -}}
@@ -392,7 +396,8 @@ checksum/secrets: {{ toJson (list .Values.storage.s3 .Values.externalRedis .Valu
         matchLabels:
           {{- include "dify-registry.componentSelectorLabels" (dict "root" . "component" "registry") | nindent 10 }}
   ports:
-    - port: {{ int .Values.service.port }}
+    # A NetworkPolicy sees the pod's port, not the Service's.
+    - port: {{ int .Values.service.containerPort }}
       protocol: TCP
 {{- if .Values.redis.enabled }}
 - to:
