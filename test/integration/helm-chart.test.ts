@@ -255,6 +255,14 @@ describe('Helm chart', function () {
       expect(egress.flatMap((rule) => (rule.ports ?? []).map((p) => p.port))).to.include(5000).and.not.include(80);
     });
 
+    it('probes with HTTPS when the registry serves TLS itself, and refuses build workers then', async () => {
+      const tls = { config: { http: { tls: { certificate: '/etc/tls/tls.crt', key: '/etc/tls/tls.key' } } } };
+      const c = container((await helm.render({ values: [tls] })).get('Deployment'));
+      for (const probe of [c.livenessProbe, c.readinessProbe, c.startupProbe]) expect(probe?.httpGet).to.include({ port: 'http', scheme: 'HTTPS' });
+      const builders = { storage: { type: 's3', s3: { bucket: 'b-1' } }, redis: { enabled: true }, builder: { enabled: true } };
+      expect(await helm.renderError({ values: [builders, tls] })).to.include('build workers push to the registry\'s Service over plain HTTP');
+    });
+
     it('annotates the pod with checksums of its configuration and secrets', () => {
       const annotations = (r.get('Deployment') as Workload).spec.template.metadata.annotations ?? {};
       expect(annotations['checksum/config']).to.match(/^[0-9a-f]{64}$/);

@@ -193,6 +193,9 @@ true
 {{- if and (eq .Values.storage.type "filesystem") (not (include "dify-registry.sharedVolume" .)) -}}
 {{- fail "builder.enabled needs storage that the workers reach too: storage.type s3, or a ReadWriteMany volume" -}}
 {{- end -}}
+{{- if dig "http" "tls" nil (.Values.config | default dict) -}}
+{{- fail "builder.enabled with config.http.tls: build workers push to the registry's Service over plain HTTP; terminate TLS at the Ingress instead" -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.ingress.enabled (not .Values.ingress.hosts) -}}
 {{- fail "ingress.enabled needs at least one entry in ingress.hosts" -}}
