@@ -230,7 +230,10 @@ describe('Helm chart', function () {
       expect(c.livenessProbe?.httpGet).to.deep.equal({ path: '/healthz', port: 'http' });
       expect(c.readinessProbe?.httpGet).to.deep.equal({ path: '/readyz', port: 'http' });
       expect(c.startupProbe?.httpGet).to.deep.equal({ path: '/healthz', port: 'http' });
-      expect(c.ports).to.deep.equal([{ name: 'http', containerPort: 5000, protocol: 'TCP' }]);
+      expect(c.ports).to.deep.equal([
+        { name: 'http', containerPort: 5000, protocol: 'TCP' },
+        { name: 'metrics', containerPort: 5001, protocol: 'TCP' },
+      ]);
       expect(c.resources).to.have.nested.property('limits.memory', '1Gi');
       expectRestricted(d);
       expect(podSpec(d).securityContext).to.include({ runAsUser: 10001, fsGroup: 10001 });
@@ -247,7 +250,7 @@ describe('Helm chart', function () {
       const r80 = await helm.render({ values: [{ service: { port: 80 }, networkPolicy: { enabled: true, egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }] } }] });
       checkConsistency(r80);
       const d = r80.get('Deployment');
-      expect(container(d).ports).to.deep.equal([{ name: 'http', containerPort: 5000, protocol: 'TCP' }]);
+      expect(container(d).ports?.find((p) => p.name === 'http')).to.deep.equal({ name: 'http', containerPort: 5000, protocol: 'TCP' });
       expect((r80.get('Service').spec as { ports: Array<{ port: number; targetPort: string }> }).ports[0]).to.include({ port: 80, targetPort: 'http' });
       expect((await loadRenderedConfig(dir, r80, 'config.yml', d)).http.addr).to.equal(':5000');
       // Egress to the registry's pods names the pod's port.
@@ -277,6 +280,9 @@ describe('Helm chart', function () {
       expect(config.redis).to.equal(undefined);
       expect(config.auth.htpasswd).to.equal(undefined);
       expect(config.http.host).to.equal(undefined);
+      // Metrics on their own port only: an Ingress in front of the main port must not serve them.
+      expect(config.http.debug).to.deep.equal({ addr: ':5001', prometheus: { enabled: true, path: '/metrics' } });
+      expect(config.http.metrics?.enabled).to.equal(false);
     });
 
     it('claims a ReadWriteOnce volume that survives uninstall', () => {
