@@ -609,6 +609,12 @@ describe('Helm chart', function () {
       expect(await helm.renderError({ values: [{ builder: { enabled: true }, redis: { enabled: true } }] })).to.include('builder.enabled needs storage that the workers reach');
     });
 
+    it('refuses two build worker entries for one architecture', async () => {
+      const workers = [{ arch: 'amd64', replicas: 1, platforms: ['linux/amd64'] }, { arch: 'amd64', replicas: 1, platforms: ['linux/arm64'] }];
+      const error = await helm.renderError({ values: [{ storage: { type: 's3', s3: { bucket: 'b-1' } }, redis: { enabled: true }, builder: { enabled: true, workers } }] });
+      expect(error).to.include('builder.workers: two entries for arch amd64');
+    });
+
     it('says how an existing release gets a ReadWriteMany volume (a claim cannot change its access modes)', async () => {
       const error = await helm.renderError({ values: [{ replicaCount: 2, redis: { enabled: true } }] });
       expect(error).to.include('storage.persistence.existingClaim');

@@ -193,6 +193,13 @@ true
 {{- if and (eq .Values.storage.type "filesystem") (not (include "dify-registry.sharedVolume" .)) -}}
 {{- fail "builder.enabled needs storage that the workers reach too: storage.type s3, or a ReadWriteMany volume" -}}
 {{- end -}}
+{{- $archs := list -}}
+{{- range .Values.builder.workers -}}
+{{- if has .arch $archs -}}
+{{- fail (printf "builder.workers: two entries for arch %s (their Deployments and config files would have one name); give one entry more replicas or platforms" .arch) -}}
+{{- end -}}
+{{- $archs = append $archs .arch -}}
+{{- end -}}
 {{- if dig "http" "tls" nil (.Values.config | default dict) -}}
 {{- fail "builder.enabled with config.http.tls: build workers push to the registry's Service over plain HTTP; terminate TLS at the Ingress instead" -}}
 {{- end -}}
