@@ -1,6 +1,7 @@
 // Composition root: storage, registry domain, HTTP middleware and routes, built from one config.
 import Koa from 'koa';
 import Router from '@koa/router';
+import { EXACT_PATHS } from './http/exact-paths.js';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { durationMs } from './config.js';
@@ -94,7 +95,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   koa.use(staticHeaders(config.http.headers));
   koa.use(ociErrors);
 
-  const ops = new Router();
+  const ops = new Router(EXACT_PATHS);
   healthRoutes(ops, readiness);
   if (metrics.mainPath) metricsRoute(ops, metrics.mainPath, logger);
   koa.use(ops.routes());
@@ -120,14 +121,17 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
 
   const auth = await AuthService.create(config, driver, shared, logger);
   if (auth) {
-    const tokens = new Router();
+    const tokens = new Router(EXACT_PATHS);
     tokenRoutes(tokens, auth);
     koa.use(tokens.routes());
     koa.use(authorization(auth));
     if (limits) koa.use(limits.perUser);
   } else {
     // Without auth, /admin answers only this machine.
-    koa.use(async (ctx, next) => (ctx.path === '/admin' || ctx.path.startsWith('/admin/') ? loopbackOnly(ctx, next) : next()));
+    koa.use(async (ctx, next) => {
+      const lower = ctx.path.toLowerCase();
+      return lower === '/admin' || lower.startsWith('/admin/') ? loopbackOnly(ctx, next) : next();
+    });
   }
 
   koa.use(admin.router.routes());

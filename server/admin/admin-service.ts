@@ -1,6 +1,7 @@
 // The admin side of one process: the job queue (BullMQ on Redis, or in-process with state in storage),
 // the mirror job and its upstreams, sync rules, and the /admin/v1 routes over them.
 import Router from '@koa/router';
+import { EXACT_PATHS } from '../http/exact-paths.js';
 import type { Logger } from 'pino';
 import type { StorageDriver } from '../../storage-drivers/driver.js';
 import type { Config } from '../config.js';
@@ -39,7 +40,7 @@ export class AdminService {
   readonly gc: GcService;
   /** Present when builder.enabled: builds are accepted and assembled here. */
   readonly builds: BuildService | undefined;
-  readonly router = new Router();
+  readonly router = new Router(EXACT_PATHS);
 
   constructor(config: Config, deps: AdminDeps) {
     const logger = deps.logger.child({ component: 'jobs' });

@@ -1,5 +1,6 @@
 // The /v2 route table. Upload routes come before blob routes: `/blobs/uploads/` must not read as a digest.
 import Router from '@koa/router';
+import { EXACT_PATHS } from '../http/exact-paths.js';
 import type { Registry } from '../registry/registry.js';
 import { blobRoutes } from './blobs.js';
 import { listingRoutes } from './listings.js';
@@ -8,7 +9,7 @@ import type { RouteOptions } from './request.js';
 import { uploadRoutes } from './uploads.js';
 
 export function distributionRouter(registry: Registry, options: RouteOptions): Router {
-  const router = new Router();
+  const router = new Router(EXACT_PATHS);
   router.get('/v2/', (ctx) => {
     ctx.body = {};
   });

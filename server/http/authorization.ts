@@ -12,7 +12,10 @@ import { addressOf } from './client-address.js';
 
 export function authorization(auth: AuthService) {
   return async function authorize(ctx: Context, next: Next): Promise<void> {
-    const guarded = ctx.path === '/v2' || ctx.path.startsWith('/v2/') || ctx.path === '/admin' || ctx.path.startsWith('/admin/');
+    // Whatever the case: a router that matched /V2/... must not find it unguarded (the routers are
+    // case-sensitive too).
+    const lower = ctx.path.toLowerCase();
+    const guarded = lower === '/v2' || lower.startsWith('/v2/') || lower === '/admin' || lower.startsWith('/admin/');
     if (!guarded) return next();
     // Checked on the decoded path, as the router decodes the name it serves: `priv%61te/x` is `private/x`.
     let path: string;
@@ -22,6 +25,8 @@ export function authorization(auth: AuthService) {
       throw new OciError(400, 'NAME_INVALID', 'malformed percent-encoding in the path');
     }
     const needs = requiredScopes(ctx.method, path, new URLSearchParams(ctx.querystring));
+    // Fail closed: a path whose scopes are unknown (a trailing slash, other case) is no endpoint to anyone.
+    if (needs.unknown) throw new OciError(404, 'NAME_UNKNOWN', 'no such endpoint', { method: ctx.method, path: ctx.path.slice(0, 300) });
     const challenge = (error?: string) => challengeHeader(auth, ctx, needs.scopes, error);
     const header = ctx.get('Authorization');
 

@@ -21,6 +21,7 @@ import {
 } from 'jose';
 import {
   basicAuth,
+  DOCKER_MANIFEST,
   bcryptHash,
   bearer,
   certificatePublicKeyId,
@@ -467,6 +468,39 @@ describe('token auth: the protocol over HTTP', function () {
     const catalogToken = await token('alice', pw.alice, ['registry:catalog:*']);
     const catalog = await status(`${reg.url}/v2/_catalog`, { headers: { authorization: bearer(catalogToken) } });
     expect(catalog.status, describeReply(catalog)).to.equal(200);
+  });
+
+  it('another case or a trailing slash is no way around the rules: nothing is read, written or deleted', async function () {
+    await pushTinyImage(reg.url, 'private/locked', '1', image, basicAuth('alice', pw.alice));
+    const put = { method: 'PUT', headers: { 'content-type': DOCKER_MANIFEST }, body: new Uint8Array(image.manifest) };
+    const tricks: Array<[string, RequestInit]> = [
+      ['/v2/private/locked/tags/list/', {}],
+      ['/v2/private/locked/TAGS/LIST', {}],
+      ['/V2/private/locked/tags/list', {}],
+      ['/v2/private/locked/manifests/1/', {}],
+      ['/v2/private/locked/Manifests/1', {}],
+      [`/v2/private/locked/blobs/${image.layerDigest}/`, {}],
+      ['/v2/private/locked/manifests/evil/', put],
+      ['/V2/private/locked/manifests/evil', put],
+      ['/v2/private/locked/manifests/1/', { method: 'DELETE' }],
+      ['/v2/private/locked/blobs/uploads//', { method: 'POST' }],
+      ['/V2/_catalog', {}],
+      ['/ADMIN/v1/jobs', {}],
+      ['/Admin/v1/jobs', {}],
+      ['/ADMIN/v1/gc', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }],
+    ];
+    // erin may read nothing under private/; her token holds no scope at all.
+    const erinToken = await token('erin', pw.erin, []);
+    for (const [who, authorization] of [['anonymous', undefined], ['erin', basicAuth('erin', pw.erin)], ['erin\'s token', bearer(erinToken)]] as const) {
+      for (const [path, init] of tricks) {
+        const headers = { ...(init.headers as Record<string, string> | undefined), ...(authorization ? { authorization } : {}) };
+        const r = await status(`${reg.url}${path}`, { ...init, headers });
+        expect(r.status, `${who}: ${init.method ?? 'GET'} ${path}: ${describeReply(r)}`).to.be.oneOf([401, 403, 404]);
+        expect(r.text, `${who}: ${path}`).to.not.include('"tags"');
+      }
+    }
+    const tags = await fetch(`${reg.url}/v2/private/locked/tags/list`, { headers: { authorization: basicAuth('alice', pw.alice) } });
+    expect(await tags.json()).to.deep.equal({ name: 'private/locked', tags: ['1'] });
   });
 
   it('publishes the signing keys as a JWKS that verifies issued tokens', async function () {

@@ -191,6 +191,28 @@ export function badInputSuite(factory: TargetFactory): void {
       });
     });
 
+    it('a path in another case or with a trailing slash is no endpoint: 404 NAME_UNKNOWN, nothing written', async () => {
+      const repo = `${ns}/exact-paths`;
+      const manifest = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256('{}'), size: 2 }, layers: [] });
+      const put = { headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' }, body: manifest };
+      const p = new Problems();
+      for (const [method, path, options] of [
+        ['GET', `/v2/${repo}/tags/list/`],
+        ['GET', `/V2/${repo}/tags/list`],
+        ['GET', `/v2/${repo}/TAGS/LIST`],
+        ['PUT', `/v2/${repo}/manifests/t/`, put],
+        ['PUT', `/V2/${repo}/manifests/t`, put],
+        ['PUT', `/v2/${repo}/Manifests/t`, put],
+        ['POST', `/v2/${repo}/blobs/uploads//`],
+        ['GET', '/V2/_catalog'],
+        ['GET', '/ADMIN/v1/jobs'],
+      ] as Array<[string, string, { headers?: Record<string, string>; body?: string }?]>) {
+        p.error(await raw(method, path, options), [404], ['NAME_UNKNOWN']);
+      }
+      p.error(await raw('GET', `/v2/${repo}/manifests/t`), [404], ['MANIFEST_UNKNOWN', 'NAME_UNKNOWN']);
+      p.assertNone();
+    });
+
     describe('digests', function () {
       const repo = `${ns}/digests`;
       before(async () => { await oci().pushImage(repo, 'latest'); });

@@ -189,9 +189,11 @@ describe('auth: requiredScopes', () => {
     }
   });
 
-  it('/v2/ and unknown /v2 paths need no scope', () => {
+  it('/v2/ needs no scope; other paths of no known shape are unknown (refused), not free', () => {
     expect(requiredScopes('GET', '/v2/', q())).to.deep.equal({ scopes: [] });
     expect(requiredScopes('GET', '/v2', q())).to.deep.equal({ scopes: [] });
-    expect(requiredScopes('GET', '/v2/a/b/nothing', q())).to.deep.equal({ scopes: [] });
+    for (const path of ['/v2/a/b/nothing', '/v2/a/b/tags/list/', '/v2/a/b/manifests/1/', '/v2/a/b/TAGS/LIST', '/V2/a/b/tags/list', '/ADMIN/v1/jobs']) {
+      expect(requiredScopes('GET', path, q()), path).to.deep.equal({ scopes: [], unknown: true });
+    }
   });
 });
