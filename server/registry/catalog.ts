@@ -1,11 +1,25 @@
 // The repository catalog: a walk of the repositories tree, where a directory holding content
 // marker directories is a repository (names nest: `a/b` and `a/b/c` can both exist).
 import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
-import { REPOSITORIES } from './paths.js';
+import { paths, REPOSITORIES } from './paths.js';
 
 /** Marker directories of a repository that holds content (an upload alone does not make one). */
 const CONTENT_MARKERS = ['_manifests', '_layers'];
 import { compareCodeUnits } from './pagination.js';
+
+/**
+ * Whether `name` is a repository (as the catalog counts them): a directory of that name may also be only
+ * the parent of nested repositories, or hold nothing but upload sessions.
+ */
+export async function isRepository(driver: StorageDriver, name: string): Promise<boolean> {
+  try {
+    const children = await driver.list(paths.repository(name));
+    return children.some((child) => CONTENT_MARKERS.includes(child.slice(child.lastIndexOf('/') + 1)));
+  } catch (error) {
+    if (isNotFound(error)) return false;
+    throw error;
+  }
+}
 
 export async function listRepositories(driver: StorageDriver): Promise<string[]> {
   const found: string[] = [];

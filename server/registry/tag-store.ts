@@ -9,6 +9,7 @@ import type { Locks } from '../state/locks.js';
 import { parseDigest, type ParsedDigest } from './digest.js';
 import { paths } from './paths.js';
 import { compareCodeUnits } from './pagination.js';
+import { isRepository } from './catalog.js';
 
 const CACHED_REPOSITORIES = 256;
 /** How long a tag update waits for a concurrent update of the same tag on another replica. */
@@ -135,7 +136,9 @@ export class TagStore {
       entries = await this.driver.list(paths.tags(name));
     } catch (error) {
       if (!isNotFound(error)) throw error;
-      if (!(await this.repositoryExists(name))) throw nameUnknown(name);
+      // Not a parent of nested repositories, nor a name with only uploads: those would answer [] and, by
+      // the version written next, become repositories in the catalog.
+      if (!(await isRepository(this.driver, name))) throw nameUnknown(name);
       return [];
     }
     return entries.map((entry) => entry.slice(entry.lastIndexOf('/') + 1)).sort(compareCodeUnits);
@@ -161,15 +164,6 @@ export class TagStore {
       tags.map(async (tag) => ((await this.resolve(name, tag).catch(() => undefined))?.digest === digest ? tag : undefined)),
     );
     return hits.filter((tag): tag is string => tag !== undefined);
-  }
-
-  private async repositoryExists(name: string): Promise<boolean> {
-    try {
-      return (await this.driver.stat(paths.repository(name))).isDir;
-    } catch (error) {
-      if (isNotFound(error)) return false;
-      throw error;
-    }
   }
 }
 

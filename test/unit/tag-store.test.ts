@@ -3,6 +3,7 @@ import { FilesystemDriver } from '../../storage-drivers/filesystem.js';
 import { digestOf, parseDigest } from '../../server/registry/digest.js';
 import { paths } from '../../server/registry/paths.js';
 import { TagStore } from '../../server/registry/tag-store.js';
+import { listRepositories } from '../../server/registry/catalog.js';
 import { rejectsOci, tempDir } from './support.js';
 
 const d = (content: string) => parseDigest(digestOf(content))!;
@@ -66,6 +67,17 @@ describe('tag store', () => {
     await rejectsOci(tags.all('r/never'), 404, 'NAME_UNKNOWN');
     await driver.putContent(paths.layerLink('r/untagged', d('l')), digestOf('l'));
     expect(await tags.all('r/untagged')).to.deep.equal([]);
+  });
+
+  it('answers NAME_UNKNOWN for the parents of a nested repository and for a name with only uploads, writing nothing', async () => {
+    await tags.set('ddn-k8s/docker.io/langgenius/dify-api', '1.12.1-linuxarm64', d('nested'));
+    await driver.putContent(paths.uploadState('r/uploading', 'session'), '{}');
+    for (const name of ['ddn-k8s', 'ddn-k8s/docker.io', 'ddn-k8s/docker.io/langgenius', 'r/uploading']) {
+      await rejectsOci(tags.all(name), 404, 'NAME_UNKNOWN');
+      const children = (await driver.list(paths.repository(name))).map((child) => child.slice(child.lastIndexOf('/') + 1));
+      expect(children, name).to.not.include('_manifests');
+    }
+    expect(await listRepositories(driver)).to.include('ddn-k8s/docker.io/langgenius/dify-api').and.not.include('ddn-k8s');
   });
 
   describe('cached listing', () => {
