@@ -2,7 +2,7 @@
 // Basic credentials are checked directly (some clients never fetch tokens); Bearer tokens must cover the
 // request's scopes. Anything else gets 401 with a Bearer challenge naming the scope to ask for.
 import type { Context, Next } from 'koa';
-import { OciError } from '../registry/errors.js';
+import { noSuchEndpoint, OciError } from '../registry/errors.js';
 import type { Principal } from '../auth/access.js';
 import { parseBasic, parseBearer, type AuthService } from '../auth/auth-service.js';
 import { requiredScopes } from '../auth/required-scopes.js';
@@ -26,7 +26,7 @@ export function authorization(auth: AuthService) {
     }
     const needs = requiredScopes(ctx.method, path, new URLSearchParams(ctx.querystring));
     // Fail closed: a path whose scopes are unknown (a trailing slash, other case) is no endpoint to anyone.
-    if (needs.unknown) throw new OciError(404, 'NAME_UNKNOWN', 'no such endpoint', { method: ctx.method, path: ctx.path.slice(0, 300) });
+    if (needs.unknown) throw noSuchEndpoint(ctx.method, ctx.path);
     const challenge = (error?: string) => challengeHeader(auth, ctx, needs.scopes, error);
     const header = ctx.get('Authorization');
 

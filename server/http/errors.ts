@@ -1,6 +1,6 @@
 // Every failure leaves as the spec's JSON error body; anything unexpected is a logged 500 without internals.
 import type { Context, Next } from 'koa';
-import { OciError } from '../registry/errors.js';
+import { noSuchEndpoint, OciError } from '../registry/errors.js';
 import { InvalidPathError, StorageUnavailableError } from '../../storage-drivers/driver.js';
 import { SharedStateUnavailableError } from '../state/redis.js';
 
@@ -8,7 +8,7 @@ export async function ociErrors(ctx: Context, next: Next): Promise<void> {
   try {
     await next();
     if (ctx.status === 404 && ctx.body === undefined) {
-      throw new OciError(404, 'NAME_UNKNOWN', 'no such endpoint', { method: ctx.method, path: ctx.path.slice(0, 300) });
+      throw noSuchEndpoint(ctx.method, ctx.path);
     }
   } catch (caught) {
     const error = toOciError(caught, ctx);

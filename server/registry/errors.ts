@@ -45,6 +45,9 @@ export const blobUnknown = (digest: string) => new OciError(404, 'BLOB_UNKNOWN',
 export const manifestUnknown = (reference: string) =>
   new OciError(404, 'MANIFEST_UNKNOWN', 'manifest unknown', { reference });
 export const nameUnknown = (name: string) => new OciError(404, 'NAME_UNKNOWN', 'repository name not known to registry', { name });
+/** A path no route serves (the router's 404, and the guard's answer to a path it cannot read). */
+export const noSuchEndpoint = (method: string, path: string) =>
+  new OciError(404, 'NAME_UNKNOWN', 'no such endpoint', { method, path: path.slice(0, 300) });
 export const uploadUnknown = (id: string) => new OciError(404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { id });
 /** The spec's `Range: 0-<last byte>` of an upload ("0-0" when empty, as Distribution answers). */
 export function rangeHeader(upload: { offset: number }): Record<string, string> {

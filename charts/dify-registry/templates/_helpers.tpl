@@ -167,6 +167,11 @@ true
 {{- if .Values.autoscaling.enabled -}}{{ int .Values.autoscaling.maxReplicas }}{{- else -}}{{ int .Values.replicaCount }}{{- end -}}
 {{- end -}}
 
+{{/* "true" when the registry serves TLS itself (config.http.tls) rather than behind an Ingress. */}}
+{{- define "dify-registry.servesTLS" -}}
+{{- if dig "http" "tls" nil (.Values.config | default dict) -}}true{{- end -}}
+{{- end -}}
+
 {{/* Refuses combinations that install but cannot work. */}}
 {{- define "dify-registry.validate" -}}
 {{- $max := include "dify-registry.maxReplicas" . | int -}}
@@ -200,7 +205,7 @@ true
 {{- end -}}
 {{- $archs = append $archs .arch -}}
 {{- end -}}
-{{- if dig "http" "tls" nil (.Values.config | default dict) -}}
+{{- if include "dify-registry.servesTLS" . -}}
 {{- fail "builder.enabled with config.http.tls: build workers push to the registry's Service over plain HTTP; terminate TLS at the Ingress instead" -}}
 {{- end -}}
 {{- end -}}
