@@ -2,7 +2,7 @@
 // restarted one continues a session), in Redis when replicas share it (one round trip per chunk instead
 // of an S3 write). Either way the uploaded bytes themselves stay in storage.
 import { exists, isNotFound, type StorageDriver, type WriterCheckpoint } from '../../storage-drivers/driver.js';
-import { uploadBusy } from './errors.js';
+import { uploadBusy, uploadUnknown } from './errors.js';
 import { paths } from './paths.js';
 import { lockIfFree, tryLock, type HeldLock } from './upload-lock.js';
 
@@ -38,11 +38,19 @@ export interface UploadSessions {
   save(state: UploadState, claim: SessionClaim): Promise<void>;
   /** Forgets the state (the caller removes the session's data). */
   remove(state: UploadState): Promise<void>;
+  /**
+   * Ends a session while another request holds its claim (a DELETE during a PATCH): the holder's save then
+   * fails as unknown, and the holder removes the data it is writing. False when the holder saved meanwhile
+   * (claim again); uploadUnknown when there is no such session.
+   */
+  endClaimed(name: string, id: string): Promise<boolean>;
   /** True when a claim's lock is a file in the session's directory, deleted with the session's data. */
   readonly locksGoWithSession?: boolean;
 }
 
 const STATE_FILE = /\/state(?:-(\d+))?\.json$/;
+/** The step after a claimed one, taken by a cancel: no state, so the session reads as unknown from then on. */
+const ENDED = '{"ended":true}';
 const MAX_REMEMBERED = 1024;
 
 class StepClaim implements SessionClaim {
@@ -135,6 +143,7 @@ export class StorageUploadSessions implements UploadSessions {
       // The same write, retried after its answer was lost, found itself: done.
       if (existing !== content) {
         this.latest.delete(state.id);
+        if (existing === ENDED) throw uploadUnknown(state.id);
         throw uploadBusy((existing !== undefined && parseState(existing)) || claim.state);
       }
     }
@@ -144,6 +153,14 @@ export class StorageUploadSessions implements UploadSessions {
   async remove(state: UploadState): Promise<void> {
     // The files go with the session directory.
     this.latest.delete(state.id);
+  }
+
+  async endClaimed(name: string, id: string): Promise<boolean> {
+    const found = await this.find(name, id);
+    if (!found) throw uploadUnknown(id);
+    this.latest.delete(id);
+    // Create-only, like any step: either the holder's next state or the end comes first, never both.
+    return this.driver.putContentIfAbsent(paths.uploadStep(name, id, found.step + 1), ENDED);
   }
 
   /** The latest step of a session and its state, from a listing of its directory. */

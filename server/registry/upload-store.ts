@@ -118,9 +118,27 @@ export class UploadStore {
     return { digest: digest.digest, size };
   }
 
+  /** DELETE: ends the session and removes its data; during another request's chunk, that request removes it. */
   async cancel(name: string, id: string): Promise<void> {
-    const state = await this.get(name, id);
-    await this.discard(state);
+    if (!UUID_PATTERN.test(id)) throw uploadUnknown(id.slice(0, 100));
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const claim = await this.sessions.claim(name, id);
+      if (claim) {
+        try {
+          return await this.discard(claim.state, { lock: claim.lock });
+        } finally {
+          await claim.lock.release().catch(() => undefined);
+        }
+      }
+      // Unknown (404 from get), or another request is writing a chunk: end the session under it. Removing the
+      // data now would not stop that request: its save would bring the session back without its bytes.
+      await this.get(name, id);
+      if (await this.sessions.endClaimed(name, id)) {
+        this.liveHashes.delete(id);
+        return;
+      }
+    }
+    throw uploadBusy(await this.get(name, id));
   }
 
   private async withClaim<T>(name: string, id: string, action: (claim: SessionClaim) => Promise<T>): Promise<T> {
@@ -168,7 +186,11 @@ export class UploadStore {
       checkpoint,
     };
     if (mode === 'checkpoint') {
-      await this.sessions.save(next, claim);
+      await this.sessions.save(next, claim).catch(async (error: unknown) => {
+        // Cancelled while this chunk was written: the data is this request's to remove.
+        if (error instanceof OciError && error.code === 'BLOB_UPLOAD_UNKNOWN') await this.discard(next).catch(() => undefined);
+        throw error;
+      });
       if (hash) this.remember(next.id, next.offset, hash);
     }
     return next;

@@ -40,6 +40,13 @@ export class RedisUploadSessions implements UploadSessions {
     await shared('remove upload session', () => this.state.client.del(this.key(upload.id)));
   }
 
+  async endClaimed(_name: string, id: string): Promise<boolean> {
+    // The holder's save (XX) then finds no session.
+    const removed = await shared('end upload session', () => this.state.client.del(this.key(id)));
+    if (!removed) throw uploadUnknown(id);
+    return true;
+  }
+
   async claim(name: string, id: string): Promise<SessionClaim | undefined> {
     const lock = await RedisLock.acquire(this.state, `upload-lock:${id}`);
     if (!lock) return undefined;

@@ -122,6 +122,29 @@ describe('shared state in Redis', function () {
       release();
       expect((await first).offset).to.equal(9);
     });
+    it('end when cancelled on another replica during a chunk: the chunk answers unknown and its data goes', async () => {
+      const [a, b] = [replica(), replica()];
+      const session = await a.uploads.create(NAME);
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let started!: () => void;
+      const writing = new Promise<void>((resolve) => (started = resolve));
+      async function* slow(): AsyncGenerator<Buffer> {
+        yield Buffer.from('slow ');
+        started();
+        await gate;
+        yield Buffer.from('body');
+      }
+      const chunk = a.uploads.append(NAME, session.id, { body: slow() });
+      await writing;
+      await b.uploads.cancel(NAME, session.id);
+      await rejectsOci(a.uploads.get(NAME, session.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+      release();
+      await rejectsOci(chunk, 404, 'BLOB_UPLOAD_UNKNOWN');
+      const driver = new FilesystemDriver({ rootdirectory: root.path });
+      expect(await driver.list(paths.upload(NAME, session.id)).catch(() => []), 'the session directory').to.deep.equal([]);
+      await rejectsOci(b.uploads.cancel(NAME, session.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+    });
   });
 
   describe('descriptor cache', () => {

@@ -228,6 +228,57 @@ describe('upload store', () => {
     expect((await uploads.complete(NAME, state.id, digest('abcdefghi'))).size).to.equal(9);
   });
 
+  for (const where of ['this process', 'another process']) {
+    it(`a cancel from ${where} during a chunk ends the session: the chunk answers unknown and nothing is left`, async () => {
+      const state = await uploads.create(NAME);
+      await uploads.append(NAME, state.id, { body: bodyOf('abc') });
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let started!: () => void;
+      const writing = new Promise<void>((resolve) => (started = resolve));
+      async function* slowBody(): AsyncGenerator<Buffer> {
+        yield Buffer.from('def');
+        started();
+        await gate;
+        yield Buffer.from('ghi');
+      }
+      const chunk = uploads.append(NAME, state.id, { body: slowBody(), range: { start: 3, end: 8 } });
+      await writing;
+      const canceller = where === 'this process' ? uploads : restarted().uploads;
+      await canceller.cancel(NAME, state.id);
+      await rejectsOci(uploads.get(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+      await rejectsOci(restarted().uploads.get(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+      release();
+      await rejectsOci(chunk, 404, 'BLOB_UPLOAD_UNKNOWN');
+      const remaining = await readdir(onDisk(`${paths.repository(NAME)}/_uploads`));
+      expect(remaining, 'the session directory').to.not.include(state.id);
+      await rejectsOci(uploads.append(NAME, state.id, { body: bodyOf('x'), range: { start: 9, end: 9 } }), 404, 'BLOB_UPLOAD_UNKNOWN');
+      await rejectsOci(uploads.complete(NAME, state.id, digest('abcdefghi')), 404, 'BLOB_UPLOAD_UNKNOWN');
+      await rejectsOci(uploads.cancel(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+    });
+  }
+
+  it('a cancel during the final PUT lets the PUT finish the blob', async () => {
+    const state = await uploads.create(NAME);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let started!: () => void;
+    const writing = new Promise<void>((resolve) => (started = resolve));
+    async function* slowBody(): AsyncGenerator<Buffer> {
+      yield Buffer.from('last ');
+      started();
+      await gate;
+      yield Buffer.from('chunk');
+    }
+    const put = uploads.complete(NAME, state.id, digest('last chunk'), { body: slowBody() });
+    await writing;
+    await uploads.cancel(NAME, state.id);
+    release();
+    expect((await put).size).to.equal(10);
+    expect(await blobContent('last chunk')).to.equal('last chunk');
+    expect(await readdir(onDisk(`${paths.repository(NAME)}/_uploads`))).to.not.include(state.id);
+  });
+
   describe('resuming in another process or after a crash (no live hash)', () => {
     it('completes body-less in a new UploadStore from the stored digest', async () => {
       const state = await uploads.create(NAME);
