@@ -87,6 +87,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
 
   const koa = new Koa({ proxy: false });
   koa.silent = true; // errors are logged once, by the access log
+  koa.context.bodyIdleMs = durationMs(config.http.bodytimeout);
   const observers = [...(metrics.enabled ? [httpMetrics()] : []), ...(config.log.accesslog?.disabled ? [] : [accessLog(logger)])];
   if (observers.length > 0) koa.use(observeRequests(observers));
   // Events are built once the response is decided, and delivered in the background.

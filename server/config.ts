@@ -33,6 +33,12 @@ const schema = z.strictObject({
        */
       workers: z.number().int().min(0).max(64).default(1),
       draintimeout: duration.default('30s'),
+      /**
+       * Ours: a request body that sends nothing for this long ends its request (408) and connection; 0 never.
+       * Frees the upload session a stalled client holds. Only while the body is read, so a long
+       * finalize after it (hashing a large layer) does not count.
+       */
+      bodytimeout: duration.default('60s'),
       headers: z.record(z.string(), z.union([z.string(), z.array(z.string())])).default({}),
       tls: z.strictObject({ certificate: z.string(), key: z.string() }).optional(),
       /** Distribution's debug server: a second listener for operators; `prometheus` serves metrics there. */

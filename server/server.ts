@@ -14,7 +14,8 @@ export async function runServer(config: Config, logger: Logger): Promise<{ serve
   const server = config.http.tls
     ? createHttpsServer({ cert: readFileSync(config.http.tls.certificate), key: readFileSync(config.http.tls.key) }, handler)
     : createHttpServer(handler);
-  // Large layers upload for minutes: no request timeout, but drop connections that send nothing.
+  // Large layers upload for minutes: no request timeout. A body that stalls ends its request after
+  // http.bodytimeout (distribution/request.ts), idle keep-alive connections after keepAliveTimeout.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
   server.keepAliveTimeout = 75_000;

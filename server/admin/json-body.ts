@@ -10,7 +10,7 @@ export async function readJson(ctx: Context): Promise<unknown> {
   if (type && !/^application\/(.+\+)?json\b/i.test(type)) {
     throw new OciError(415, 'INVALID_REQUEST', 'the body must be JSON (Content-Type: application/json)', { contentType: type.slice(0, 100) });
   }
-  const bytes = await readBody(ctx.req, LIMIT);
+  const bytes = await readBody(ctx, LIMIT);
   try {
     return JSON.parse(bytes.toString('utf8')) as unknown;
   } catch (error) {

@@ -23,7 +23,7 @@ export function tokenRoutes(router: Router, auth: AuthService): void {
   });
 
   router.post('/token', async (ctx) => {
-    const form = new URLSearchParams((await readBody(ctx.req, MAX_FORM_BYTES)).toString('utf8'));
+    const form = new URLSearchParams((await readBody(ctx, MAX_FORM_BYTES)).toString('utf8'));
     const scopes = form.getAll('scope');
     const grant = form.get('grant_type');
     if (grant === 'password') {

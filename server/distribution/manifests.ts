@@ -23,7 +23,7 @@ export function manifestRoutes(router: Router, registry: Registry, options: Rout
 
   router.put('/v2/*name/manifests/:reference', async (ctx) => {
     const name = repositoryOf(ctx);
-    const bytes = await readBody(ctx.req, MAX_MANIFEST_BYTES);
+    const bytes = await readBody(ctx, MAX_MANIFEST_BYTES);
     const manifest = await registry.manifests.put(name, ctx.params.reference!, bytes, ctx.get('Content-Type') || undefined);
     ctx.status = 201;
     ctx.set('Location', location(options, `/v2/${name}/manifests/${manifest.digest}`));

@@ -6,6 +6,13 @@ import { OciError } from '../registry/errors.js';
 import type { Chunk } from '../registry/upload-store.js';
 import { parseContentRange } from '../registry/range.js';
 
+declare module 'koa' {
+  interface DefaultContext {
+    /** http.bodytimeout in ms (0: none): how long a request body may send nothing. Set once on the app. */
+    bodyIdleMs?: number;
+  }
+}
+
 export interface RouteOptions {
   /** Public base URL for Location headers; relative Locations when unset. */
   publicUrl?: string;
@@ -44,7 +51,7 @@ export function chunkOf(ctx: Context): Chunk {
   if (range === 'invalid') {
     throw new OciError(400, 'BLOB_UPLOAD_INVALID', 'Content-Range must be <start>-<end>', { contentRange: ctx.get('Content-Range').slice(0, 100) });
   }
-  return { body: bodyOf(ctx.req), length: contentLength(ctx.req), range };
+  return { body: bodyOf(ctx.req, ctx.bodyIdleMs), length: contentLength(ctx.req), range };
 }
 
 /**
@@ -53,25 +60,79 @@ export function chunkOf(ctx: Context): Chunk {
  * client would get no error response, or Koa's plain-text 500. Instead the rest of the body is read and
  * dropped, so the error response arrives and the connection can carry the next request (Node does that
  * by itself only for bodies nobody started to read).
+ * A body that sends nothing for `idleMs` while it is waited for fails with 408 and closes its connection:
+ * otherwise a stalled client holds its upload session (and the session's lock) for as long as its TCP
+ * connection lives. Time the reader spends elsewhere (writing a chunk to S3) does not count.
  */
-export async function* bodyOf(req: IncomingMessage): AsyncGenerator<Buffer> {
+export async function* bodyOf(req: IncomingMessage, idleMs = 0): AsyncGenerator<Buffer> {
+  const chunks = req.iterator({ destroyOnReturn: false });
+  const watch = idleMs > 0 ? new StallWatch(idleMs) : undefined;
   let complete = false;
   try {
-    for await (const chunk of req.iterator({ destroyOnReturn: false })) yield chunk as Buffer;
+    for (;;) {
+      const next = watch ? await watch.wait(chunks.next()) : await chunks.next();
+      if (next.done) break;
+      yield next.value as Buffer;
+    }
     complete = true;
   } finally {
-    if (!complete) req.resume();
+    watch?.stop();
+    if (!complete && watch?.stalled) {
+      // A read is still pending on the silent body: it ends with the connection, closed after the 408.
+      chunks.return!().catch(() => undefined);
+    } else if (!complete) {
+      await chunks.return!();
+      req.resume();
+    }
+  }
+}
+
+/** Fails a wait for body data that lasts longer than `idleMs`; one timer for the whole body, refreshed per wait. */
+class StallWatch {
+  stalled = false;
+  private waiting = false;
+  private fail!: (error: OciError) => void;
+  private readonly failure = new Promise<never>((_, reject) => (this.fail = reject));
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly idleMs: number) {
+    this.failure.catch(() => undefined); // unobserved when every wait is won by data
+    this.timer = setTimeout(() => this.expired(), idleMs);
+  }
+
+  async wait<T>(read: Promise<T>): Promise<T> {
+    this.waiting = true;
+    this.timer.refresh();
+    try {
+      return await Promise.race([read, this.failure]);
+    } finally {
+      this.waiting = false;
+    }
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  private expired(): void {
+    if (!this.waiting) return; // the reader was busy elsewhere: its next wait starts a new count
+    this.stalled = true;
+    const seconds = this.idleMs / 1000;
+    this.fail(new OciError(408, 'SIZE_INVALID', `request body stalled: nothing received for ${seconds} s`, { idleSeconds: seconds }, {
+      Connection: 'close',
+    }));
   }
 }
 
 /** Reads a whole body of at most `limit` bytes; larger bodies are refused before they are read. */
-export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export async function readBody(ctx: Context, limit: number): Promise<Buffer> {
+  const req = ctx.req;
   const declared = contentLength(req);
   const tooLarge = () => new OciError(413, 'SIZE_INVALID', `body larger than ${limit} bytes`, { limit });
   if (declared !== undefined && declared > limit) throw tooLarge();
   const parts: Buffer[] = [];
   let size = 0;
-  for await (const part of bodyOf(req)) {
+  for await (const part of bodyOf(req, ctx.bodyIdleMs)) {
     size += (part as Buffer).length;
     if (size > limit) throw tooLarge();
     parts.push(part as Buffer);

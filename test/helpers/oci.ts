@@ -536,6 +536,47 @@ export function truncatedRequest(base: string, method: string, pathAndQuery: str
   });
 }
 
+/**
+ * Sends the head of a request and `sent` of its body (declared longer, or chunked), then keeps the
+ * connection open and silent, as a stalled client does. Resolves with what the server answered and whether
+ * it closed the connection, or (after `maxWaitMs`) with `closed: false`.
+ */
+export function stalledRequest(base: string, method: string, pathAndQuery: string, options: {
+  declaredLength?: number;
+  chunked?: boolean;
+  sent: Buffer;
+  headers?: Record<string, string>;
+  maxWaitMs: number;
+}): Promise<{ status?: number; response: string; closed: boolean; elapsedMs: number }> {
+  const u = new URL(base);
+  const head = [
+    `${method} ${pathAndQuery} HTTP/1.1`,
+    `Host: ${u.host}`,
+    options.chunked ? 'Transfer-Encoding: chunked' : `Content-Length: ${options.declaredLength ?? options.sent.length * 2}`,
+    ...Object.entries({ 'Content-Type': 'application/octet-stream', ...options.headers }).map(([k, v]) => `${k}: ${v}`),
+    '',
+    '',
+  ].join('\r\n');
+  const body = options.chunked ? Buffer.concat([Buffer.from(`${options.sent.length.toString(16)}\r\n`), options.sent, Buffer.from('\r\n')]) : options.sent;
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const socket = net.connect(Number(u.port), u.hostname);
+    const received: Buffer[] = [];
+    const finish = (closed: boolean) => {
+      clearTimeout(giveUp);
+      socket.destroy();
+      const response = Buffer.concat(received).toString('latin1');
+      const status = /^HTTP\/1\.[01] (\d{3})/.exec(response)?.[1];
+      resolve({ status: status === undefined ? undefined : Number(status), response, closed, elapsedMs: performance.now() - started });
+    };
+    const giveUp = setTimeout(() => finish(false), options.maxWaitMs);
+    socket.on('data', (d: Buffer) => received.push(d));
+    socket.on('error', () => { /* a reset is a close too */ });
+    socket.on('close', () => finish(true));
+    socket.on('connect', () => socket.write(Buffer.concat([Buffer.from(head), body])));
+  });
+}
+
 /** The path and query of a Location header, to replay it against another base URL (after a restart). */
 export function pathOf(location: string): string {
   const u = new URL(location, 'http://placeholder');

@@ -27,12 +27,13 @@ import {
   rawRequest,
   sha256,
   sleep,
+  stalledRequest,
   truncatedRequest,
   uniqueNamespace,
   type Content,
   type Reply,
 } from '../helpers/oci.js';
-import { suiteTargets, type RegistryTarget, type TargetFactory } from '../helpers/targets.js';
+import { filesystemTarget, suiteTargets, type RegistryTarget, type TargetFactory } from '../helpers/targets.js';
 
 interface Ctx {
   oci: OciClient;
@@ -753,3 +754,89 @@ function safeCode(r: Reply): string | undefined {
 }
 
 for (const factory of suiteTargets()) badInputSuite(factory);
+
+describe('a request body that stalls (http.bodytimeout: 1s)', function () {
+  this.timeout(60_000);
+  const repo = `${uniqueNamespace('stall')}/dify-api`;
+  let target: RegistryTarget;
+  let oci: OciClient;
+  before(async function () {
+    this.timeout(120_000);
+    target = await filesystemTarget({ config: { http: { bodytimeout: '1s' } } }).start();
+    oci = new OciClient(target.url);
+  });
+  after(() => target?.stop());
+
+  const pathWith = (location: string, query: Record<string, string> = {}) => {
+    const u = oci.url(location, query);
+    return `${u.pathname}${u.search}`;
+  };
+  /** 408 SIZE_INVALID in the spec's JSON, about a second after the body went silent, and the connection closed. */
+  const expectStalled = (reply: Awaited<ReturnType<typeof stalledRequest>>) => {
+    expect(reply.closed, 'the server closes the stalled connection').to.equal(true);
+    expect(reply.status, reply.response).to.equal(408);
+    expect(reply.response).to.match(/\r\nconnection: close\r\n/i);
+    const body = reply.response.slice(reply.response.indexOf('\r\n\r\n') + 4);
+    expect((JSON.parse(body) as { errors: Array<{ code: string }> }).errors[0]!.code).to.equal('SIZE_INVALID');
+    expect(reply.elapsedMs).to.be.within(900, 10_000);
+  };
+
+  for (const chunked of [false, true]) {
+    it(`a ${chunked ? 'streamed (chunked)' : 'Content-Length'} PATCH that goes silent ends with 408 and frees its session at once`, async () => {
+      const data = randomBlob(300_000);
+      const { location } = await oci.openSession(repo);
+      const first = await oci.patchChunk(location, data.subarray(0, 100_000), { start: 0 });
+      expectStatus(first, 202);
+      const next = first.headers.get('location') ?? location;
+      expectStalled(await stalledRequest(target.url, 'PATCH', pathWith(next), {
+        ...(chunked ? { chunked: true } : { declaredLength: 200_000, headers: { 'Content-Range': '100000-299999' } }),
+        sent: data.subarray(100_000, 150_000),
+        maxWaitMs: 20_000,
+      }));
+      // Nothing of the stalled chunk was committed, and nobody holds the session: no 416 "busy".
+      const status = await oci.get(next);
+      expectStatus(status, 204);
+      expect(status.headers.get('range')).to.equal('0-99999');
+      const rest = await oci.patchChunk(next, data.subarray(100_000), { start: 100_000 });
+      expectStatus(rest, 202);
+      expectStatus(await oci.closeUpload(rest.headers.get('location') ?? next, sha256(data)), 201);
+      expect((await oci.getBlob(repo, sha256(data))).body.equals(data)).to.equal(true);
+    });
+  }
+
+  it('a manifest PUT that goes silent ends with 408 and tags nothing', async () => {
+    const image = await oci.pushImage(repo, undefined);
+    expectStalled(await stalledRequest(target.url, 'PUT', `/v2/${repo}/manifests/stalled`, {
+      declaredLength: image.manifest.size,
+      sent: image.manifest.bytes.subarray(0, 10),
+      headers: { 'Content-Type': image.manifest.mediaType },
+      maxWaitMs: 20_000,
+    }));
+    expectStatus(await oci.headManifest(repo, 'stalled'), 404);
+  });
+
+  it('a slow body that keeps sending is not cut, however long it takes in all', async () => {
+    const data = randomBlob(10);
+    const { location } = await oci.openSession(repo);
+    const u = oci.url(location);
+    const status = await new Promise<number | undefined>((resolve, reject) => {
+      const request = http.request(u, { method: 'PATCH', headers: { 'Content-Length': String(data.length), 'Content-Range': `0-${data.length - 1}` } });
+      request.on('response', (response) => {
+        response.resume();
+        resolve(response.statusCode);
+      });
+      request.on('error', reject);
+      // 2.5 s in all, never more than 0.5 s of silence.
+      let sent = 0;
+      const tick = setInterval(() => {
+        request.write(data.subarray(sent, sent + 2));
+        sent += 2;
+        if (sent >= data.length) {
+          clearInterval(tick);
+          request.end();
+        }
+      }, 500);
+    });
+    expect(status).to.equal(202);
+  });
+});

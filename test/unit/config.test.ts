@@ -60,7 +60,7 @@ describe('config', () => {
     const config = loadConfig(undefined, {});
     expect(config).to.deep.equal({
       log: { level: 'info', formatter: 'json', fields: {} },
-      http: { addr: '0.0.0.0:5000', workers: 1, draintimeout: '30s', headers: {} },
+      http: { addr: '0.0.0.0:5000', workers: 1, draintimeout: '30s', bodytimeout: '60s', headers: {} },
       storage: {
         filesystem: { rootdirectory: './data' },
         redirect: { disable: false },
