@@ -136,14 +136,14 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   }
 
   koa.use(admin.router.routes());
-  koa.use(admin.router.allowedMethods({ throw: true }));
+  koa.use(admin.router.allowedMethods());
 
   if (pullThroughRules.enabled) {
     koa.use(pullThrough(new PullThrough(pullThroughRules, admin.pool, registry, locks, logger.child({ component: 'pull-through' }))));
   }
   const v2 = distributionRouter(registry, { publicUrl: config.http.host });
   koa.use(v2.routes());
-  koa.use(v2.allowedMethods({ throw: true }));
+  koa.use(v2.allowedMethods());
 
   let stopSync: (() => void) | undefined;
   const startBackground = () => {

@@ -60,7 +60,7 @@ export function blobRoutes(router: Router, registry: Registry): void {
   router.delete('/v2/*name/blobs/:digest', async (ctx) => {
     const name = repositoryOf(ctx);
     const digest = assertDigest(ctx.params.digest);
-    if (!registry.options.deleteEnabled) throw deleteDisabled();
+    if (!registry.options.deleteEnabled) throw deleteDisabled('GET, HEAD');
     await registry.blobs.unlink(name, digest);
     ctx.status = 202;
     ctx.set('Docker-Content-Digest', digest.digest);

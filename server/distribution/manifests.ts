@@ -34,7 +34,7 @@ export function manifestRoutes(router: Router, registry: Registry, options: Rout
 
   router.delete('/v2/*name/manifests/:reference', async (ctx) => {
     const name = repositoryOf(ctx);
-    if (!registry.options.deleteEnabled) throw deleteDisabled();
+    if (!registry.options.deleteEnabled) throw deleteDisabled('GET, HEAD, PUT');
     await registry.manifests.delete(name, ctx.params.reference!);
     ctx.status = 202;
     emptyBody(ctx);

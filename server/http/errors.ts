@@ -10,6 +10,13 @@ export async function ociErrors(ctx: Context, next: Next): Promise<void> {
     if (ctx.status === 404 && ctx.body === undefined) {
       throw noSuchEndpoint(ctx.method, ctx.path);
     }
+    // The routers' answer to a method a path does not have: bare, with its Allow header, which stays.
+    if ((ctx.status === 405 || ctx.status === 501) && ctx.body === undefined) {
+      throw new OciError(ctx.status, 'UNSUPPORTED', ctx.status === 405 ? 'method not allowed' : 'method not implemented', {
+        method: ctx.method,
+        allow: ctx.response.get('Allow') || undefined,
+      });
+    }
   } catch (caught) {
     const error = toOciError(caught, ctx);
     ctx.status = error.status;

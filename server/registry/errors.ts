@@ -58,4 +58,6 @@ export const uploadBusy = (upload: { id: string; offset: number }) =>
   new OciError(416, 'BLOB_UPLOAD_INVALID', 'another request is writing to this upload', { id: upload.id }, rangeHeader(upload));
 export const digestInvalid = (message: string, detail?: unknown) => new OciError(400, 'DIGEST_INVALID', message, detail);
 export const manifestInvalid = (message: string, detail?: unknown) => new OciError(400, 'MANIFEST_INVALID', message, detail);
-export const deleteDisabled = () => new OciError(405, 'UNSUPPORTED', 'deletes are disabled on this registry (storage.delete.enabled)');
+/** `allow`: the methods the path still has (a 405 names them). */
+export const deleteDisabled = (allow: string) =>
+  new OciError(405, 'UNSUPPORTED', 'deletes are disabled on this registry (storage.delete.enabled)', undefined, { Allow: allow });

@@ -214,6 +214,21 @@ export function badInputSuite(factory: TargetFactory): void {
       p.assertNone();
     });
 
+    it('a method an endpoint does not have is 405 UNSUPPORTED, with Allow naming the ones it has', async () => {
+      const repo = `${ns}/methods`;
+      const digest = sha256('x');
+      for (const [method, path, allow] of [
+        ['POST', `/v2/${repo}/manifests/latest`, 'HEAD, GET, PUT, DELETE'],
+        ['PATCH', `/v2/${repo}/blobs/${digest}`, 'HEAD, GET, DELETE'],
+        ['PUT', `/v2/${repo}/tags/list`, 'HEAD, GET'],
+        ['DELETE', '/v2/_catalog', 'HEAD, GET'],
+      ] as const) {
+        const reply = await raw(method, path);
+        expectOciError(reply, 405, 'UNSUPPORTED');
+        expect(reply.headers.get('allow')?.split(', ').sort(), `${method} ${path}`).to.deep.equal(allow.split(', ').sort());
+      }
+    });
+
     describe('digests', function () {
       const repo = `${ns}/digests`;
       before(async () => { await oci().pushImage(repo, 'latest'); });

@@ -187,6 +187,7 @@ describe('lifecycle', function () {
       const res = await request(`${registry.url}/v2/nodelete/blobs/${digest}`, 'DELETE');
       expect(res.status).to.equal(405);
       expect(JSON.parse(res.body).errors[0].code).to.equal('UNSUPPORTED');
+      expect(res.headers.allow, 'RFC 9110: a 405 names the methods there are').to.equal('GET, HEAD');
       expect((await request(`${registry.url}/v2/nodelete/blobs/${digest}`, 'HEAD')).status).to.equal(200);
     } finally {
       await registry.stop();
