@@ -182,7 +182,8 @@ export class UploadStore {
     const next: UploadState = {
       ...state,
       offset: state.offset + received,
-      sha256: hash ? hash.copy().digest('hex') : undefined,
+      // No bytes and no live hash here (a body-less PUT on another process): the saved digest still holds.
+      sha256: hash ? hash.copy().digest('hex') : received === 0 ? state.sha256 : undefined,
       checkpoint,
     };
     if (mode === 'checkpoint') {

@@ -284,8 +284,15 @@ describe('upload store', () => {
       const state = await uploads.create(NAME);
       await uploads.append(NAME, state.id, { body: bodyOf('written by process A') });
       const b = restarted();
+      let reads = 0;
+      const reader = b.driver.reader.bind(b.driver);
+      b.driver.reader = (...args) => {
+        reads++;
+        return reader(...args);
+      };
       expect((await b.uploads.complete(NAME, state.id, digest('written by process A'))).size).to.equal(20);
       expect(await blobContent('written by process A')).to.equal('written by process A');
+      expect(reads, 'the data is not read again: the saved digest verifies it').to.equal(0);
     });
 
     it('appends in a new UploadStore and still verifies the digest', async () => {
