@@ -156,7 +156,6 @@ class MirrorRun {
       for (const entry of manifests.values()) {
         const item = `${tag}${entry.platform ? ` ${entry.platform}` : ''}`;
         for (const blob of entry.fetched!.parsed.blobs) {
-          if (blob.urls?.length) continue; // foreign layers stay where they are
           const known = blobs.get(blob.digest) ?? { descriptor: blob, repositories: new Set<string>(), item };
           for (const repository of entry.repositories) known.repositories.add(repository);
           blobs.set(blob.digest, known);

@@ -171,7 +171,6 @@ export class ManifestStore {
     const missing: Descriptor[] = [];
     await Promise.all([
       ...manifest.blobs.map(async (descriptor) => {
-        if (descriptor.urls?.length) return; // foreign layers live elsewhere by design
         const digest = parseDigest(descriptor.digest)!;
         const size = (await this.blobs.isLinked(name, digest)) ? await this.blobs.statGlobal(digest) : undefined;
         if (size === undefined) missing.push(descriptor);

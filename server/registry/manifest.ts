@@ -21,7 +21,10 @@ export interface ParsedManifest {
   mediaType: ManifestMediaType;
   digest: string;
   size: number;
-  /** Config and layers of an image manifest (blobs that must exist in the repository). */
+  /**
+   * Config and layers of an image manifest that must exist in the repository, the config first. Layers
+   * with `urls` (Windows base layers, non-distributable content) live elsewhere by design and are left out.
+   */
   blobs: Descriptor[];
   /** Children of an index (manifests that must exist in the repository). */
   manifests: Descriptor[];
@@ -89,7 +92,8 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined): P
     const config = parseDescriptor(document.config, 'config');
     if (!Array.isArray(document.layers)) throw manifestInvalid('an image manifest needs a "layers" array');
     const layers = document.layers.map((entry, i) => parseDescriptor(entry, `layers[${i}]`));
-    parsed.blobs = [config, ...layers];
+    // Only layers may live elsewhere: the config must be here whatever its urls say.
+    parsed.blobs = [config, ...layers.filter((layer) => !layer.urls?.length)];
     if (mediaType === DOCKER_MANIFEST && layers.length === 0) {
       throw manifestInvalid('a Docker image manifest needs at least one layer');
     }
@@ -130,6 +134,9 @@ function parseDescriptor(value: unknown, where: string): Descriptor {
     if (!Array.isArray(value.urls) || !value.urls.every((u) => typeof u === 'string')) {
       throw manifestInvalid(`${where}.urls must be an array of strings`);
     }
+    // As Distribution: where a client would fetch the content, so absolute http(s) URLs only.
+    const bad = value.urls.find((u) => !isFetchableUrl(u as string));
+    if (bad !== undefined) throw manifestInvalid(`${where}.urls must be http or https URLs`, { url: (bad as string).slice(0, 200) });
     descriptor.urls = value.urls as string[];
   }
   if (typeof value.artifactType === 'string') descriptor.artifactType = value.artifactType;
@@ -151,4 +158,10 @@ function isObject(value: unknown): value is Json {
 
 function isGenericJson(contentType: string): boolean {
   return contentType === 'application/json' || contentType === 'application/octet-stream';
+}
+
+function isFetchableUrl(value: string): boolean {
+  if (!URL.canParse(value)) return false;
+  const url = new URL(value);
+  return (url.protocol === 'http:' || url.protocol === 'https:') && url.hash === '';
 }

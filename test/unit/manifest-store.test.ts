@@ -206,6 +206,14 @@ describe('manifest store', () => {
       expect((await manifests.put(name, 'win', bytes, DOCKER_MANIFEST)).digest).to.equal(digestOf(bytes));
     });
 
+    it('requires a config with urls to be present all the same', async () => {
+      const missing = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf('{"elsewhere":1}'), size: 15, urls: ['https://example.com/config'] };
+      const layer = await pushBlob(name, 'a layer', 'application/vnd.oci.image.layer.v1.tar+gzip');
+      const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: missing, layers: [layer] }));
+      const error = await rejectsOci(manifests.put(name, 'config-elsewhere', bytes, OCI_MANIFEST), 400, 'MANIFEST_BLOB_UNKNOWN');
+      expect(error.detail).to.deep.equal({ digests: [missing.digest] });
+    });
+
     it('requires the children of an index to be manifests of this repository', async () => {
       const child = await imageManifest(name, 'child');
       const entry = { mediaType: OCI_MANIFEST, digest: child.digest, size: child.bytes.length, platform: { architecture: 'arm64', os: 'linux' } };

@@ -120,10 +120,11 @@ describe('manifest: parseManifest accepts', () => {
     expect(parsed.manifests).to.deep.equal(entries);
   });
 
-  it('keeps urls of foreign layers', () => {
+  it('leaves foreign layers (with urls) out of the blobs that must be stored, but never the config', () => {
     const foreign = { ...DOCKER_LAYER, mediaType: 'application/vnd.docker.image.rootfs.foreign.diff.tar', urls: ['https://example.com/layer'] };
-    const parsed = parseManifest(json({ schemaVersion: 2, mediaType: DOCKER_MANIFEST, config: DOCKER_CONFIG, layers: [foreign] }), DOCKER_MANIFEST);
-    expect(parsed.blobs[1]!.urls).to.deep.equal(['https://example.com/layer']);
+    const config = { ...DOCKER_CONFIG, urls: ['https://example.com/config'] };
+    const parsed = parseManifest(json({ schemaVersion: 2, mediaType: DOCKER_MANIFEST, config, layers: [foreign, DOCKER_LAYER] }), DOCKER_MANIFEST);
+    expect(parsed.blobs.map((blob) => blob.digest)).to.deep.equal([DOCKER_CONFIG.digest, DOCKER_LAYER.digest]);
   });
 });
 
@@ -219,6 +220,9 @@ describe('manifest: parseManifest refuses', () => {
     ['a config with a fractional size', { ...CONFIG, size: 1.5 }],
     ['a config with a string size', { ...CONFIG, size: '6' }],
     ['a config with urls that are not strings', { ...CONFIG, urls: [1] }],
+    ['a config with a url that is no http(s) URL', { ...CONFIG, urls: ['file:///etc/passwd'] }],
+    ['a config with a relative url', { ...CONFIG, urls: ['/v2/x/blobs/y'] }],
+    ['a config with a url with a fragment', { ...CONFIG, urls: ['https://example.com/layer#part'] }],
     ['a config with non-string annotations', { ...CONFIG, annotations: { a: 1 } }],
   ];
   for (const [why, config] of badDescriptors) {
