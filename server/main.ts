@@ -34,7 +34,7 @@ const { values, positionals } = parseArgs({
   options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
 });
 
-const USAGE = `usage: dify-registry [serve] [--config FILE]
+const USAGE = `usage: dify-registry [serve | worker] [FILE | --config FILE]
 
   serve      run the registry (default)
   mirror     mirror upstream tags through a running registry's admin API
@@ -45,7 +45,8 @@ const USAGE = `usage: dify-registry [serve] [--config FILE]
   build      build an image (e.g. the dify-api recipe) through a running registry's admin API
              (dify-registry build --help; REGISTRY_URL, REGISTRY_USERNAME, REGISTRY_PASSWORD)
 
-Configuration: a YAML file (--config or REGISTRY_CONFIGURATION_PATH), overridden by
+Configuration: a YAML file (given as Distribution's \`registry serve FILE\`, with --config, or in
+REGISTRY_CONFIGURATION_PATH), overridden by
 REGISTRY_<SECTION>_<KEY> environment variables (e.g. REGISTRY_HTTP_ADDR=:5000).`;
 
 async function main(): Promise<void> {
@@ -53,14 +54,19 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
-  const command = positionals[0] ?? 'serve';
+  const [command = 'serve', file, ...extra] = positionals;
   if (command !== 'serve' && command !== 'worker') {
     console.error(`unknown command: ${command}\n\n${USAGE}`);
     process.exit(2);
   }
+  // Never start on defaults while a file was named: that registry would serve the wrong storage.
+  if (extra.length > 0 || (file !== undefined && values.config !== undefined)) {
+    console.error(`one configuration file, please: ${[file, ...extra, values.config].filter(Boolean).join(', ')}\n\n${USAGE}`);
+    process.exit(2);
+  }
   let config: Config;
   try {
-    config = loadConfig(values.config ?? process.env.REGISTRY_CONFIGURATION_PATH);
+    config = loadConfig(file ?? values.config ?? process.env.REGISTRY_CONFIGURATION_PATH);
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);

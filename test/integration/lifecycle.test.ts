@@ -14,12 +14,15 @@ import { randomBlob, sha256 } from '../helpers/oci.js';
 
 const MAIN = fileURLToPath(new URL('../../server/main.ts', import.meta.url));
 
-/** Runs `serve` with a config that should be refused; returns exit code and stderr. */
-async function refusedStart(config: unknown, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stderr: string }> {
+/**
+ * Runs `serve` with a config that should be refused; returns exit code and stderr. `args` places the
+ * file on the command line (`--config FILE` by default).
+ */
+async function refusedStart(config: unknown, env: NodeJS.ProcessEnv = {}, args = (file: string) => ['--config', file]): Promise<{ code: number; stderr: string }> {
   const dir = await tempDir('config');
   const file = join(dir, 'config.yml');
   await writeFile(file, typeof config === 'string' ? config : stringify(config));
-  const result = await run(process.execPath, ['--import=tsx', MAIN, 'serve', '--config', file], {
+  const result = await run(process.execPath, ['--import=tsx', MAIN, 'serve', ...args(file)], {
     env: { ...process.env, ...env },
     allowFailure: true,
   });
@@ -54,6 +57,16 @@ describe('lifecycle', function () {
       expect(code).to.equal(2);
       expect(stderr).to.contain('http.workers');
       expect(stderr).to.contain('http.draintimeout');
+    });
+
+    it("reads the file named as Distribution's `registry serve FILE`, and refuses two files", async () => {
+      const bad = { storage: { filesystem: { rootdirectory: '/tmp/x', bogus: 1 } } };
+      const positional = await refusedStart(bad, {}, (file) => [file]);
+      expect(positional.code).to.equal(2);
+      expect(positional.stderr, 'the file was read').to.contain('storage.filesystem.bogus: unknown key');
+      const both = await refusedStart({}, {}, (file) => [file, '--config', file]);
+      expect(both.code).to.equal(2);
+      expect(both.stderr).to.contain('one configuration file');
     });
 
     it('applies REGISTRY_* environment overrides, typed, and names them in errors', async () => {
