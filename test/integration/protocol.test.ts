@@ -618,6 +618,12 @@ function endpointChecks(ctx: Ctx): void {
         expectStatus(r, 200);
         expect(header(r, 'docker-distribution-api-version'), describeReply(r)).to.equal('registry/2.0');
       });
+
+      it('GET /v2 without the slash is sent there (301), as Distribution does', async () => {
+        const r = await oci().get('/v2', { redirect: 'manual' });
+        expectStatus(r, 301);
+        expect(new URL(header(r, 'location') ?? '', ctx.target.url).pathname, describeReply(r)).to.equal('/v2/');
+      });
     });
 
     describe('blobs: GET, HEAD, Range, DELETE', function () {
