@@ -10,14 +10,14 @@ import { isIndexMediaType } from '../registry/media-types.js';
 import type { LeaseStore } from '../registry/leases.js';
 import type { Registry } from '../registry/registry.js';
 import { JobError, RetryableJobError, type JobContext, type JobHandler } from '../jobs/job.js';
-import { formatPlatform } from './platforms.js';
+import { allOrNone } from './all-or-none.js';
+import { CONFIG_LIMIT, formatPlatform, platformOfConfig } from './platforms.js';
 import { planMirror, upstreamRepository, type SourceManifest, type TagWrite } from './layouts.js';
 import { selectTags, type MirrorJobRequest } from './mirror-request.js';
 import type { PooledUpstream, UpstreamPool } from './upstream-pool.js';
 import { splitSource } from './upstreams.js';
 import { isUpstreamError } from './upstream-error.js';
 
-const CONFIG_LIMIT = 4 * 1024 * 1024;
 
 export interface MirrorDeps {
   registry: Registry;
@@ -164,7 +164,7 @@ class MirrorRun {
       await this.deps.leases.hold(this.ctx.id, [...blobs.keys(), ...manifests.keys(), top.digest]);
       for (const blob of blobs.values()) this.expect(blob.item, blob.descriptor.size);
       this.report();
-      await Promise.all([...blobs.values()].map((blob) => this.copyBlob(blob.descriptor, blob.repositories, blob.item)));
+      await allOrNone([...blobs.values()], signal, (blob, copying) => this.copyBlob(blob.descriptor, blob.repositories, blob.item, copying));
 
       // Manifests by digest, then the tags.
       for (const entry of manifests.values()) {
@@ -206,17 +206,8 @@ class MirrorRun {
     if (isIndexMediaType(top.mediaType)) return { ...source, manifests: top.parsed.manifests };
     const config = top.parsed.blobs[0];
     if (!config || config.size > CONFIG_LIMIT) return source;
-    const parts: Buffer[] = [];
-    for await (const part of await this.configBytes(config)) parts.push(part as Buffer);
-    try {
-      const document = JSON.parse(Buffer.concat(parts).toString('utf8')) as { os?: unknown; architecture?: unknown; variant?: unknown };
-      if (typeof document.os === 'string' && typeof document.architecture === 'string') {
-        return { ...source, platform: { os: document.os, architecture: document.architecture, ...(typeof document.variant === 'string' ? { variant: document.variant } : {}) } };
-      }
-    } catch {
-      // not an image config (an artifact): no platform
-    }
-    return source;
+    const platform = await platformOfConfig(await this.configBytes(config));
+    return platform ? { ...source, platform } : source;
   }
 
   /** The config blob: from storage when an earlier (interrupted) run stored it, so a resumed job asks the upstream for no stored blob. */
@@ -226,7 +217,7 @@ class MirrorRun {
     return (await this.upstream.client.fetchBlob(this.upstreamRepository, config.digest, { size: config.size, signal: this.ctx.signal })).stream;
   }
 
-  private async copyBlob(descriptor: Descriptor, repositories: Set<string>, item: string): Promise<void> {
+  private async copyBlob(descriptor: Descriptor, repositories: Set<string>, item: string, signal: AbortSignal): Promise<void> {
     const { registry } = this.deps;
     const digest = parseDigest(descriptor.digest)!;
     const [first, ...rest] = [...repositories];
@@ -235,16 +226,18 @@ class MirrorRun {
       this.totals.present++;
     } else {
       await this.upstream.throttle.run(async () => {
-        const blob = await this.upstream.client.fetchBlob(this.upstreamRepository, descriptor.digest, { size: descriptor.size, signal: this.ctx.signal });
-        const session = await registry.uploads.create(first!);
+        const blob = await this.upstream.client.fetchBlob(this.upstreamRepository, descriptor.digest, { size: descriptor.size, signal });
+        let session: { id: string } | undefined;
         try {
+          session = await registry.uploads.create(first!);
           await registry.uploads.complete(first!, session.id, digest, {
-            body: this.counting(this.upstream.throttle.limit(blob.stream, this.ctx.signal), item),
+            body: this.counting(this.upstream.throttle.limit(blob.stream, signal), item),
             length: descriptor.size,
           });
         } catch (error) {
+          // Also when no session could be made: an unread response holds its upstream connection.
           blob.stream.destroy();
-          await registry.uploads.cancel(first!, session.id).catch(() => undefined);
+          if (session) await registry.uploads.cancel(first!, session.id).catch(() => undefined);
           throw error;
         }
       });

@@ -136,3 +136,19 @@ export function resolveDdnTag(tag: string): DdnTag {
   if (platformTagSuffix(platform) !== suffix) return plain;
   return { upstreamTag, platform: formatPlatform(platform), suffix };
 }
+
+/** Image configs are small; anything bigger is not read for its platform. */
+export const CONFIG_LIMIT = 4 * 1024 * 1024;
+
+/** The platform an image config names (os, architecture, variant), or undefined (not an image config). */
+export async function platformOfConfig(bytes: AsyncIterable<Buffer>): Promise<Pick<Platform, 'os' | 'architecture' | 'variant'> | undefined> {
+  const parts: Buffer[] = [];
+  for await (const part of bytes) parts.push(part);
+  try {
+    const document = JSON.parse(Buffer.concat(parts).toString('utf8')) as { os?: unknown; architecture?: unknown; variant?: unknown };
+    if (typeof document.os !== 'string' || typeof document.architecture !== 'string') return undefined;
+    return { os: document.os, architecture: document.architecture, ...(typeof document.variant === 'string' ? { variant: document.variant } : {}) };
+  } catch {
+    return undefined; // not an image config (an artifact)
+  }
+}

@@ -12,12 +12,22 @@ import { parseManifest } from '../registry/manifest.js';
 import { isIndexMediaType } from '../registry/media-types.js';
 import type { Registry } from '../registry/registry.js';
 import type { Locks } from '../state/locks.js';
-import { formatPlatform, isUnknownPlatform } from './platforms.js';
+import { CONFIG_LIMIT, formatPlatform, isUnknownPlatform, platformOfConfig } from './platforms.js';
 import { upstreamTagOf, type PullThroughRules, type PullThroughTarget } from './pullthrough-rules.js';
 import type { UpstreamPool } from './upstream-pool.js';
-import { isNotFound as isUpstreamNotFound } from './upstream-error.js';
+import { isNotFound as isUpstreamNotFound, isUpstreamError } from './upstream-error.js';
 
 const WAIT_FOR_OTHER_FETCH_MS = 10 * 60_000;
+/**
+ * With a stored copy to fall back on, how long a tag's revalidation may take (retries included) before the
+ * stored copy is served, and how long after a failed one the upstream is left alone (at most the TTL).
+ */
+const REVALIDATE_TIMEOUT_MS = 10_000;
+const RETRY_REVALIDATION_MS = 30_000;
+/** How long the client that a blob is fetched for may read nothing before it is cut (see teeToClient). */
+const CLIENT_STALL_MS = 30_000;
+/** How far that client may fall behind storage (bytes buffered for it) before storage waits for it. */
+const CLIENT_LAG_BYTES = 4 * 1024 * 1024;
 
 export interface BlobResponse {
   size: number;
@@ -27,8 +37,8 @@ export interface BlobResponse {
 }
 
 export class PullThrough {
-  /** Tags checked against upstream, by `<name>:<tag>`: when, and the upstream digest seen. */
-  private readonly checked = new Map<string, { at: number; upstreamDigest: string }>();
+  /** Tags checked against upstream, by `<name>:<tag>`: until when the check holds, and the upstream digest seen. */
+  private readonly checked = new Map<string, { until: number; upstreamDigest?: string }>();
   private readonly inflight = new Map<string, Promise<void>>();
 
   constructor(
@@ -50,7 +60,7 @@ export class PullThrough {
     }
     const key = `${name}:${reference}`;
     const seen = this.checked.get(key);
-    if (seen && seen.at + target.rule.ttlMs > Date.now() && (await this.hasManifest(name, reference))) return;
+    if (seen && seen.until > Date.now() && (await this.hasManifest(name, reference))) return;
     return this.once(`tag ${key}`, () => this.refreshTag(target, name, reference));
   }
 
@@ -66,7 +76,7 @@ export class PullThrough {
   ): Promise<BlobResponse | { size: number; digest: string; body?: undefined } | undefined> {
     const target = this.rules.match(name, upstream);
     if (!target) return undefined;
-    if (await this.linkIfStored(name, digest)) return undefined;
+    if (await this.linkIfStored(target, name, digest)) return undefined;
     const { client } = this.pool.get(target.rule.upstream);
     if (method === 'HEAD') {
       const head = await this.upstreamCall(() => client.headBlob(target.upstreamRepository, digest.digest));
@@ -76,12 +86,12 @@ export class PullThrough {
     const running = this.inflight.get(`blob ${digest.digest}`);
     if (running) {
       await running.catch(() => undefined);
-      return (await this.linkIfStored(name, digest)) ? undefined : this.fetchBlob(name, digest, method, upstream);
+      return (await this.linkIfStored(target, name, digest)) ? undefined : this.fetchBlob(name, digest, method, upstream);
     }
     const lock = await this.locks.tryLock(`pullthrough/${digest.hex}`);
     if (!lock) {
       await this.waitForStored(digest);
-      await this.linkIfStored(name, digest);
+      await this.linkIfStored(target, name, digest);
       return undefined;
     }
     let done!: () => void;
@@ -102,7 +112,7 @@ export class PullThrough {
       // without a listener that 'error' would end the process. store() still sees the error, through
       // its iterator.
       blob.stream.on('error', () => undefined);
-      const body = new PassThrough();
+      const body = new PassThrough({ writableHighWaterMark: CLIENT_LAG_BYTES });
       void this.store(name, digest, blob.stream, blob.size, body).finally(release);
       return { size: blob.size, digest: digest.digest, body };
     } catch (error) {
@@ -111,15 +121,17 @@ export class PullThrough {
     }
   }
 
+  /** Never rejects: it runs detached from any request. */
   private async store(name: string, digest: ParsedDigest, source: AsyncIterable<Buffer> & { destroy(): void }, size: number, client: PassThrough): Promise<void> {
-    const session = await this.registry.uploads.create(name);
+    let session: { id: string } | undefined;
     try {
+      session = await this.registry.uploads.create(name);
       await this.registry.uploads.complete(name, session.id, digest, { body: teeToClient(source, client), length: size });
       client.end();
     } catch (error) {
-      source.destroy();
+      source.destroy(); // an unread response would hold its upstream connection
       client.destroy(error as Error); // the client sees a cut response, never wrong bytes presented as whole
-      await this.registry.uploads.cancel(name, session.id).catch(() => undefined);
+      if (session) await this.registry.uploads.cancel(name, session.id).catch(() => undefined);
       this.logger.warn({ repository: name, digest: digest.digest, err: (error as Error).message }, 'pull-through blob fetch failed');
     }
   }
@@ -128,14 +140,21 @@ export class PullThrough {
     const { client } = this.pool.get(target.rule.upstream);
     const wanted = upstreamTagOf(target.rule, tag);
     const stored = await this.hasManifest(name, tag);
-    let head = await this.upstreamCall(() => client.headManifest(target.upstreamRepository, wanted.tag), stored);
+    // With a stored copy, a slow or failing upstream must not hold the pull up for its retries.
+    const options = stored ? { signal: AbortSignal.timeout(REVALIDATE_TIMEOUT_MS) } : {};
+    let head = await this.upstreamCall(() => client.headManifest(target.upstreamRepository, wanted.tag, options), stored);
     if (head === undefined && wanted.platform && wanted.tag !== tag) {
       // ddn-k8s: an upstream tag that itself ends like a platform suffix (see resolveDdnTag).
-      head = await this.upstreamCall(() => client.headManifest(target.upstreamRepository, tag), stored);
+      head = await this.upstreamCall(() => client.headManifest(target.upstreamRepository, tag, options), stored);
       if (head) return this.storeTag(target, name, tag, { tag }, head.digest);
     }
     if (head === undefined) return; // not upstream: the route answers MANIFEST_UNKNOWN, or serves what is stored
-    if (head === null) return; // upstream unavailable: serve what is stored
+    if (head === null) {
+      // Upstream unavailable: serve what is stored, and do not ask again on every pull for a while.
+      const key = `${name}:${tag}`;
+      this.remember(key, { until: Date.now() + Math.min(target.rule.ttlMs, RETRY_REVALIDATION_MS), upstreamDigest: this.checked.get(key)?.upstreamDigest });
+      return;
+    }
     await this.storeTag(target, name, tag, wanted, head.digest);
   }
 
@@ -143,7 +162,7 @@ export class PullThrough {
     const key = `${name}:${tag}`;
     const seen = this.checked.get(key);
     if (upstreamDigest && seen?.upstreamDigest === upstreamDigest && (await this.hasManifest(name, tag))) {
-      this.checked.set(key, { at: Date.now(), upstreamDigest });
+      this.remember(key, { until: Date.now() + target.rule.ttlMs, upstreamDigest });
       return;
     }
     const { client } = this.pool.get(target.rule.upstream);
@@ -158,10 +177,35 @@ export class PullThrough {
       const child = await this.upstreamCall(() => client.getManifest(target.upstreamRepository, entry.digest));
       if (!child) return;
       chosen = child;
+    } else if (target.rule.layout === 'ddn-k8s' && wanted.platform && !isIndexMediaType(top.mediaType)) {
+      // A single-platform image answers only its own platform's tag (a plain tag is linux/amd64's).
+      if ((await this.platformOf(target, top)) !== wanted.platform) return; // MANIFEST_UNKNOWN
     }
-    await this.registry.manifests.put(name, tag, chosen.bytes, chosen.mediaType, { referencesArrive: 'later' });
-    this.checked.set(key, { at: Date.now(), upstreamDigest: top.digest });
+    try {
+      await this.registry.manifests.put(name, tag, chosen.bytes, chosen.mediaType, { referencesArrive: 'later' });
+    } catch (error) {
+      // An immutable tag (retention rules) that moved upstream: the stored copy stays what is served.
+      if (!(error instanceof OciError && error.code === 'DENIED' && (await this.hasManifest(name, tag)))) throw error;
+      this.logger.warn({ repository: name, tag, upstreamDigest: top.digest }, 'pull-through: the upstream tag moved, but the tag is immutable here');
+    }
+    this.remember(key, { until: Date.now() + target.rule.ttlMs, upstreamDigest: top.digest });
+  }
+
+  private remember(key: string, check: { until: number; upstreamDigest?: string }): void {
+    this.checked.delete(key);
+    this.checked.set(key, check);
     if (this.checked.size > 100_000) this.checked.delete(this.checked.keys().next().value!);
+  }
+
+  /** The normalised platform of a single image manifest, from its config (undefined: none or unreadable). */
+  private async platformOf(target: PullThroughTarget, manifest: { bytes: Buffer; mediaType: string }): Promise<string | undefined> {
+    const config = parseManifest(manifest.bytes, manifest.mediaType).blobs[0];
+    if (!config || config.size > CONFIG_LIMIT) return undefined;
+    const { client } = this.pool.get(target.rule.upstream);
+    const blob = await this.upstreamCall(() => client.fetchBlob(target.upstreamRepository, config.digest, { size: config.size }));
+    if (!blob) return undefined;
+    const platform = await platformOfConfig(blob.stream);
+    return platform && formatPlatform(platform);
   }
 
   private async fetchManifestByDigest(target: PullThroughTarget, name: string, digest: string): Promise<void> {
@@ -179,9 +223,22 @@ export class PullThrough {
       return await call();
     } catch (error) {
       if (isUpstreamNotFound(error)) return undefined;
+      const upstream = isUpstreamError(error) ? error : undefined;
+      // Docker Hub answers 401 for a repository that does not exist; 403 is content these credentials may not
+      // read. Neither gets better by trying again: for the client, the content is not there.
+      if (upstream?.status === 401 || upstream?.status === 403) {
+        this.logger.warn({ err: upstream.message, status: upstream.status }, 'upstream refused; answering as not found');
+        return undefined;
+      }
       this.logger.warn({ err: (error as Error).message }, fallback ? 'upstream failed; serving the stored copy' : 'upstream failed');
       if (fallback) return null;
-      throw new OciError(503, 'UNAVAILABLE', 'the upstream registry is unavailable; try again', { reason: (error as Error).message.slice(0, 300) }, { 'Retry-After': '10' });
+      // The upstream's URL stays in our log: clients learn what failed, not where.
+      const detail = { upstreamStatus: upstream?.status, upstreamCode: upstream?.code ?? 'NETWORK' };
+      if (upstream?.status === 429) {
+        const seconds = String(Math.max(1, Math.ceil((upstream.retryAfterMs ?? 60_000) / 1000)));
+        throw new OciError(429, 'TOOMANYREQUESTS', 'the upstream registry rate-limits this registry; try again later', detail, { 'Retry-After': seconds });
+      }
+      throw new OciError(503, 'UNAVAILABLE', 'the upstream registry is unavailable; try again', detail, { 'Retry-After': '10' });
     }
   }
 
@@ -195,9 +252,16 @@ export class PullThrough {
     }
   }
 
-  private async linkIfStored(name: string, digest: ParsedDigest): Promise<boolean> {
+  /**
+   * True when the blob can be served from storage in `name`: it is linked there, or it is stored and the
+   * upstream confirms that its repository has it. Without the upstream's word, any blob stored here (a
+   * private repository's) could be read by its digest through a pull-through name.
+   */
+  private async linkIfStored(target: PullThroughTarget, name: string, digest: ParsedDigest): Promise<boolean> {
     if (await this.registry.blobs.isLinked(name, digest)) return (await this.registry.blobs.statGlobal(digest)) !== undefined;
     if ((await this.registry.blobs.statGlobal(digest)) === undefined) return false;
+    const { client } = this.pool.get(target.rule.upstream);
+    if (!(await this.upstreamCall(() => client.headBlob(target.upstreamRepository, digest.digest)))) return false;
     await this.registry.blobs.link(name, digest);
     return true;
   }
@@ -233,6 +297,8 @@ export class PullThrough {
  * The last chunk reaches the client only once the source has ended verified (size and digest): a
  * client must never receive every byte of its Content-Length when those bytes are wrong, or it would
  * take a cut connection for a complete answer.
+ * Storage goes at the client's pace only within limits: other clients of the blob wait for it. A client
+ * that takes in nothing for CLIENT_STALL_MS is cut (it retries, and finds the stored copy).
  */
 async function* teeToClient(source: AsyncIterable<Buffer>, client: Writable): AsyncGenerator<Buffer> {
   let clientGone = false;
@@ -242,10 +308,16 @@ async function* teeToClient(source: AsyncIterable<Buffer>, client: Writable): As
     if (clientGone || client.write(chunk)) return;
     await new Promise<void>((resolve) => {
       const settle = () => {
+        clearTimeout(stalled);
         client.off('drain', settle);
         client.off('close', settle);
         resolve();
       };
+      const stalled = setTimeout(() => {
+        clientGone = true;
+        client.destroy(new Error('the client stopped reading'));
+        settle();
+      }, CLIENT_STALL_MS);
       client.once('drain', settle);
       client.once('close', settle);
     });

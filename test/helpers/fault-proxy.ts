@@ -26,7 +26,7 @@ export interface RequestMatcher {
 
 export interface FailOptions {
   /** Default 503; 429 as a rate-limited registry answers (with `headers` such as Retry-After). */
-  status?: 429 | 500 | 503;
+  status?: 401 | 403 | 429 | 500 | 503;
   /** The S3 error code in the XML body; default SlowDown for 503 and 429 and InternalError for 500. */
   code?: 'SlowDown' | 'InternalError';
   /** Extra response headers, e.g. { 'Retry-After': '1' }. */
@@ -96,7 +96,7 @@ export interface FaultProxy {
 }
 
 type Rule =
-  | { kind: 'fail'; remaining: number; status: 429 | 500 | 503; code: string; headers?: Record<string, string>; match?: RequestMatcher }
+  | { kind: 'fail'; remaining: number; status: 401 | 403 | 429 | 500 | 503; code: string; headers?: Record<string, string>; match?: RequestMatcher }
   | { kind: 'drop'; remaining: number; at: 'request' | 'response' | 'response-body'; afterBytes?: number; match?: RequestMatcher }
   | { kind: 'delay'; remaining: number; ms: number; at: 'request' | 'response'; match?: RequestMatcher }
   | { kind: 'corrupt'; remaining: number; atByte?: number; match?: RequestMatcher };

@@ -5,7 +5,7 @@
 // two processes on one storage root, failing, missing and corrupt upstream content, and Distribution's
 // `proxy.remoteurl` shorthand with htpasswd credentials.
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -312,6 +312,16 @@ describe('pull-through cache (Distribution 2.8.2 upstream)', function () {
       expectNotFound(await ours().getManifest(name, 'latest-linuxppc64le'), 'MANIFEST_UNKNOWN');
     });
 
+    it('ddn-k8s: a single-platform upstream image answers only its own platform\'s tag', async function () {
+      const amd64 = await hub().pushImage('library/only-amd64', 'v1');
+      const arm64 = await hub().pushImage('library/only-arm64', 'v1', { architecture: 'arm64' });
+      const ddn = (repository: string) => `ddn-k8s/docker.io/${repository}`;
+      expect((await readManifest(ours(), ddn('library/only-amd64'), 'v1')).digest).to.equal(amd64.manifest.digest);
+      expectNotFound(await ours().getManifest(ddn('library/only-amd64'), 'v1-linuxarm64'), 'MANIFEST_UNKNOWN');
+      expect((await readManifest(ours(), ddn('library/only-arm64'), 'v1-linuxarm64')).digest).to.equal(arm64.manifest.digest);
+      expectNotFound(await ours().getManifest(ddn('library/only-arm64'), 'v1'), 'MANIFEST_UNKNOWN');
+    });
+
     it('proxy.remoteurl shorthand (Distribution-style, with htpasswd credentials): names unchanged', async function () {
       const shorthand = await startRegistry({
         config: { log: { level: 'warn' }, proxy: { remoteurl: basic.url, username: UPSTREAM_USER, password: UPSTREAM_PASSWORD, ttl: '1m' } },
@@ -435,8 +445,8 @@ describe('pull-through cache (Distribution 2.8.2 upstream)', function () {
       const layer = pushed.layers[0]!;
       expectWholeBlob(await rawGet(`${registry.url}/v2/${name}/blobs/${layer.digest}`), layer, 'first GET');
 
-      await sleep(TTL_MS + 200); // the tag is due for revalidation
       for (const fault of [{ status: 503 as const }, { status: 429 as const, headers: { 'Retry-After': '0' } }]) {
+        await sleep(TTL_MS + 200); // the tag is due for revalidation
         proxy.reset();
         proxy.failNext(1_000, { ...fault, match: { path: new RegExp(`^/v2/${upstreamName}/`) } });
         const tag = await ours().getManifest(name, 'v1');
@@ -448,6 +458,10 @@ describe('pull-through cache (Distribution 2.8.2 upstream)', function () {
         expect(asked.every((r) => r.status === fault.status), describeRequests(asked)).to.equal(true);
         expect((await ours().getManifest(name, pushed.manifest.digest)).status).to.equal(200);
         expectWholeBlob(await rawGet(`${registry.url}/v2/${name}/blobs/${layer.digest}`), layer, `with upstream ${fault.status}`);
+        // A failed revalidation is not repeated on every pull (within the TTL, at most 30 s).
+        proxy.reset();
+        expect((await ours().getManifest(name, 'v1')).status).to.equal(200);
+        expect(upstreamRequests(proxy, upstreamName, 'manifests'), describeRequests(proxy.requests)).to.deep.equal([]);
       }
     });
 
@@ -465,6 +479,64 @@ describe('pull-through cache (Distribution 2.8.2 upstream)', function () {
       proxy.reset();
       expect((await readManifest(ours(), name, 'v1')).digest).to.equal(pushed.manifest.digest);
       expectWholeBlob(await rawGet(`${registry.url}/v2/${name}/blobs/${layer.digest}`), layer, 'upstream back');
+    });
+
+    it('upstream 401 or 403 is not found for the client (nothing to retry); 429 is 429 with Retry-After; no upstream URL in the answer', async function () {
+      const upstreamName = 'refusing/app';
+      const name = `fast/${upstreamName}`;
+      await hub().pushImage(upstreamName, 'v1');
+      for (const status of [401, 403] as const) {
+        proxy.reset();
+        proxy.failNext(1_000, { status, match: { path: new RegExp(`^/v2/${upstreamName}/`) } });
+        expectNotFound(await ours().getManifest(name, 'v1'), 'MANIFEST_UNKNOWN');
+        expectNotFound(await ours().getBlob(name, `sha256:${randomBytes(32).toString('hex')}`), 'BLOB_UNKNOWN');
+      }
+      proxy.reset();
+      proxy.failNext(1_000, { status: 429, headers: { 'Retry-After': '1' }, match: { path: new RegExp(`^/v2/${upstreamName}/`) } });
+      const limited = await ours().getManifest(name, 'v1');
+      expect(limited.status, describeReply(limited)).to.equal(429);
+      expect(parseOciErrors(limited).errors[0]!.code).to.equal('TOOMANYREQUESTS');
+      expect(limited.headers.get('retry-after')).to.equal('1');
+      expect(limited.text(), 'the upstream address stays in our log').to.not.include(proxy.endpoint.replace(/^https?:\/\//, ''));
+      proxy.reset();
+      expect((await ours().getManifest(name, 'v1')).status, 'fine once the upstream is').to.equal(200);
+    });
+
+    it('a blob pushed here is not served through a pull-through name whose upstream lacks it (no reading others\' blobs by digest)', async function () {
+      const secret = content(randomBytes(1000), MediaType.ociLayerGzip);
+      await ours().pushBlob('fast/private/app', secret); // a repository the upstream never had
+      expectWholeBlob(await rawGet(`${registry.url}/v2/fast/private/app/blobs/${secret.digest}`), secret, 'its own repository');
+      expectNotFound(await ours().getBlob('fast/library/anything', secret.digest), 'BLOB_UNKNOWN');
+      expectNotFound(await ours().headBlob('fast/library/anything', secret.digest), 'BLOB_UNKNOWN');
+      // A stored blob that the upstream does have in the repository asked for is linked from storage.
+      const shared = content(randomBytes(1000), MediaType.ociLayerGzip);
+      await hub().pushBlob('library/shared', shared);
+      await ours().pushBlob('fast/private/app', shared);
+      proxy.reset();
+      expectWholeBlob(await rawGet(`${registry.url}/v2/fast/library/shared/blobs/${shared.digest}`), shared, 'confirmed upstream');
+      expect(upstreamRequests(proxy, 'library/shared', 'blobs').map((r) => r.method), describeRequests(proxy.requests)).to.deep.equal(['HEAD']);
+    });
+
+    it('a blob that cannot be stored here fails its request, not the registry, and holds no upstream connection', async function () {
+      const upstreamName = 'unstorable/app';
+      const name = `fast/${upstreamName}`;
+      const blob = content(randomBytes(2 * 1024 * 1024), MediaType.ociLayerGzip);
+      await hub().pushBlob(upstreamName, blob);
+      // Upload sessions cannot be made in this repository: its _uploads is a file.
+      const repository = join(registry.root, 'docker/registry/v2/repositories', name);
+      await mkdir(repository, { recursive: true });
+      await writeFile(join(repository, '_uploads'), 'in the way');
+      try {
+        // More than the upstream's connections (16): a leaked one per failure would leave none for the last GET.
+        for (let i = 0; i < 20; i++) {
+          const reply = await rawGet(`${registry.url}/v2/${name}/blobs/${blob.digest}`);
+          expect(reply.complete, 'never a complete answer').to.equal(false);
+        }
+        expect((await fetch(`${registry.url}/v2/`)).status, 'the registry is still up').to.equal(200);
+      } finally {
+        await rm(join(repository, '_uploads'));
+      }
+      expectWholeBlob(await rawGet(`${registry.url}/v2/${name}/blobs/${blob.digest}`), blob, 'once storable');
     });
 
     it('upstream stopped without a stored copy: 503 UNAVAILABLE', async function () {
