@@ -56,7 +56,7 @@ export async function writeAuthFile(
   scopes: ResourceScope[],
   lifetimeMs: number,
 ): Promise<void> {
-  const credential = await auth.tokens.issueDelegated(subject, auth.serviceFor(endpoint.host), scopes, lifetimeMs);
+  const credential = await auth.tokens.issueDelegated(subject, auth.service, scopes, lifetimeMs);
   // containers/image reads `identitytoken` only next to an `auth` of the form "user:" (base64).
   const entry = { auth: Buffer.from(`${subject}:`).toString('base64'), identitytoken: credential };
   await writeFile(path, JSON.stringify({ auths: { [endpoint.host]: entry } }), { mode: 0o600 });

@@ -13,14 +13,17 @@ import { UserDirectory } from './users.js';
 
 export type BasicResult = { principal: Principal } | { invalid: true } | { retryAfterMs: number };
 
+/** The audience when neither auth.issuer.service nor http.host names one. */
+const DEFAULT_SERVICE = 'dify-registry';
+
 export class AuthService {
   private constructor(
     readonly users: UserDirectory,
     readonly policy: AccessPolicy,
     readonly tokens: TokenService,
     readonly keys: SigningKeys,
-    /** Configured service (token audience); otherwise the request's host, see serviceFor. */
-    private readonly service: string | undefined,
+    /** The token audience, see `service`. */
+    private readonly configuredService: string | undefined,
     private readonly publicUrl: string | undefined,
     /** The external issuer's token URL, when clients must get their tokens there. */
     private readonly externalRealm: string | undefined,
@@ -55,9 +58,12 @@ export class AuthService {
     return new AuthService(users, new AccessPolicy(auth), tokens, keys, service, config.http.host, externalOnly?.realm, limiter);
   }
 
-  /** The token audience: the configured service, else the host the client used. */
-  serviceFor(requestHost: string): string {
-    return this.service ?? requestHost;
+  /**
+   * The token audience: the configured service, else http.host's host, else a fixed name. Never the host
+   * a request names: then anyone could have this issuer sign tokens for another registry's audience.
+   */
+  get service(): string {
+    return this.configuredService ?? DEFAULT_SERVICE;
   }
 
   /** Where clients get tokens: the external issuer's realm, or `<http.host>/token`, else derived from the request. */

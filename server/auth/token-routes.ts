@@ -32,7 +32,7 @@ export function tokenRoutes(router: Router, auth: AuthService): void {
     } else if (grant === 'refresh_token') {
       const refresh = form.get('refresh_token') ?? '';
       // A build engine's credential (tokens.ts issueDelegated): access within its ceiling, nothing else.
-      const delegated = await auth.tokens.verifyDelegated(refresh, auth.serviceFor(ctx.host));
+      const delegated = await auth.tokens.verifyDelegated(refresh, auth.service);
       if (delegated) {
         ctx.state.user = delegated.subject;
         await answerWithin(ctx, auth, delegated.subject, delegated.ceiling, scopes);
@@ -40,7 +40,7 @@ export function tokenRoutes(router: Router, auth: AuthService): void {
       }
       let principal: Principal | undefined;
       try {
-        principal = auth.users.find(await auth.tokens.verifyRefresh(refresh, auth.serviceFor(ctx.host)));
+        principal = auth.users.find(await auth.tokens.verifyRefresh(refresh, auth.service));
       } catch (error) {
         if (!(error instanceof TokenError)) throw error;
       }
@@ -75,7 +75,7 @@ async function answer(
   refreshToken?: string,
 ): Promise<void> {
   const granted = auth.policy.grant(principal, parseScopes(requested));
-  const service = auth.serviceFor(ctx.host);
+  const service = auth.service;
   const issued = await auth.tokens.issue(principal?.name ?? '', service, granted);
   const refresh = refreshToken ?? (offline && principal ? await auth.tokens.issueRefresh(principal.name, service) : undefined);
   ctx.set('Cache-Control', 'no-store');
@@ -96,7 +96,7 @@ async function answerWithin(ctx: Context, auth: AuthService, subject: string, ce
     const actions = scope.actions.filter((action) => covers(ceiling, { ...scope, actions: [action] }));
     if (actions.length > 0) granted.push({ ...scope, actions });
   }
-  const issued = await auth.tokens.issue(subject, auth.serviceFor(ctx.host), granted);
+  const issued = await auth.tokens.issue(subject, auth.service, granted);
   ctx.set('Cache-Control', 'no-store');
   ctx.body = { token: issued.token, access_token: issued.token, expires_in: issued.expiresIn, issued_at: issued.issuedAt, scope: granted.map(formatScope).join(' ') };
 }

@@ -34,7 +34,7 @@ export function authorization(auth: AuthService) {
     if (bearer) {
       let access: ResourceScope[];
       try {
-        const token = await auth.tokens.verify(bearer, auth.serviceFor(ctx.host));
+        const token = await auth.tokens.verify(bearer, auth.service);
         access = token.access;
         ctx.state.user = token.subject || undefined;
       } catch (error) {
@@ -71,7 +71,7 @@ export function authorization(auth: AuthService) {
 
 function challengeHeader(auth: AuthService, ctx: Context, scopes: ResourceScope[], error?: string): Record<string, string> {
   // From the Host header, never from Origin (which a page could set to send credentials elsewhere).
-  const parts = [`realm="${auth.realmFor(`${ctx.protocol}://${ctx.host}`)}"`, `service="${auth.serviceFor(ctx.host)}"`];
+  const parts = [`realm="${auth.realmFor(`${ctx.protocol}://${ctx.host}`)}"`, `service="${auth.service}"`];
   if (scopes.length > 0) parts.push(`scope="${scopes.map(formatScope).join(' ')}"`);
   if (error) parts.push(`error="${error}"`);
   return { 'WWW-Authenticate': `Bearer ${parts.join(',')}` };

@@ -180,6 +180,12 @@ describe('lifecycle', function () {
     it('answers /admin only to loopback clients', async function () {
       // Loopback: the admin API answers (without auth, it is this machine's operators only).
       expect((await fetch(`${registry.url}/admin/v1/jobs`)).status).to.equal(200);
+      // Through a proxy on this machine (nginx, a mesh sidecar) the peer is loopback, the client is not.
+      for (const header of [{ 'X-Forwarded-For': '203.0.113.5' }, { Forwarded: 'for=203.0.113.5' }, { 'X-Real-IP': '203.0.113.5' }, { 'X-Envoy-Attempt-Count': '1' }]) {
+        const proxied = await request(`${registry.url}/admin/v1/jobs`, 'GET', undefined, header);
+        expect(proxied.status, JSON.stringify(header)).to.equal(403);
+        expect(JSON.parse(proxied.body).errors[0].code).to.equal('DENIED');
+      }
       const external = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal);
       if (!external) return this.skip(); // no non-loopback address on this machine to call from
       const port = registry.hostPort.split(':')[1];

@@ -273,16 +273,16 @@ describe('auth: AuthService', () => {
     expect(AuthService.isEnabled(config({ robots: [{ name: 'ci', secret: hash('a') }] }))).to.equal(true);
   });
 
-  it('names the realm and service from http.host, else from the request', async () => {
+  it('names the realm from http.host, else from the request; the service never from the request', async () => {
     const users = [{ name: 'alice', password: hash('alice-pw') }];
     const withHost = (await AuthService.create(config({ users }, 'https://registry.example.com:8443/'), driver))!;
     expect(withHost.realmFor('http://127.0.0.1:5000')).to.equal('https://registry.example.com:8443/token');
-    expect(withHost.serviceFor('127.0.0.1:5000')).to.equal('registry.example.com:8443');
+    expect(withHost.service).to.equal('registry.example.com:8443');
     const without = (await AuthService.create(config({ users }), driver))!;
     expect(without.realmFor('http://127.0.0.1:5000')).to.equal('http://127.0.0.1:5000/token');
-    expect(without.serviceFor('127.0.0.1:5000')).to.equal('127.0.0.1:5000');
+    expect(without.service, 'a Host header names no audience').to.equal('dify-registry');
     const named = (await AuthService.create(config({ users, issuer: { ...base.auth.issuer, service: 'my-registry' } }), driver))!;
-    expect(named.serviceFor('127.0.0.1:5000')).to.equal('my-registry');
+    expect(named.service).to.equal('my-registry');
   });
 
   it('checks Basic credentials and limits failed logins per user and address', async () => {
