@@ -1,4 +1,6 @@
 // Resource scopes of the Docker token protocol: "repository:<name>:pull,push", "registry:catalog:*".
+import { MAX_NAME_LENGTH } from '../registry/names.js';
+
 export type ResourceType = 'repository' | 'registry';
 
 export interface ResourceScope {
@@ -17,6 +19,8 @@ export function parseScope(scope: string): ResourceScope | undefined {
   const name = scope.slice(first + 1, last);
   const actions = scope.slice(last + 1).split(',').filter(Boolean);
   if (!name || actions.length === 0) return undefined;
+  // No repository has a longer name; and the access rules' globs, whose cost grows with it, never see one.
+  if (name.length > MAX_NAME_LENGTH) return undefined;
   return { type, name, actions: [...new Set(actions)] };
 }
 

@@ -27,6 +27,7 @@ export function authorization(auth: AuthService) {
     const needs = requiredScopes(ctx.method, path, new URLSearchParams(ctx.querystring));
     // Fail closed: a path whose scopes are unknown (a trailing slash, other case) is no endpoint to anyone.
     if (needs.unknown) throw noSuchEndpoint(ctx.method, ctx.path);
+    if (needs.invalidName) throw new OciError(400, 'NAME_INVALID', 'invalid repository name');
     const challenge = (error?: string) => challengeHeader(auth, ctx, needs.scopes, error);
     const header = ctx.get('Authorization');
 

@@ -181,7 +181,10 @@ describe('lifecycle', function () {
       // Loopback: the admin API answers (without auth, it is this machine's operators only).
       expect((await fetch(`${registry.url}/admin/v1/jobs`)).status).to.equal(200);
       // Through a proxy on this machine (nginx, a mesh sidecar) the peer is loopback, the client is not.
-      for (const header of [{ 'X-Forwarded-For': '203.0.113.5' }, { Forwarded: 'for=203.0.113.5' }, { 'X-Real-IP': '203.0.113.5' }, { 'X-Envoy-Attempt-Count': '1' }]) {
+      const proxyHeaders: Array<Record<string, string>> = [
+        { 'X-Forwarded-For': '203.0.113.5' }, { Forwarded: 'for=203.0.113.5' }, { 'X-Real-IP': '203.0.113.5' }, { 'X-Envoy-Attempt-Count': '1' },
+      ];
+      for (const header of proxyHeaders) {
         const proxied = await request(`${registry.url}/admin/v1/jobs`, 'GET', undefined, header);
         expect(proxied.status, JSON.stringify(header)).to.equal(403);
         expect(JSON.parse(proxied.body).errors[0].code).to.equal('DENIED');

@@ -41,6 +41,7 @@ describe('auth: resource scopes', () => {
       'Repository:a:pull',
       'registry:catalog',
       'repository(plugin):a:pull',
+      `repository:${'a/'.repeat(200)}b:pull`, // longer than any repository name
     ]) {
       it(`refuses the malformed scope ${JSON.stringify(malformed)}`, () => {
         expect(parseScope(malformed)).to.equal(undefined);
@@ -175,6 +176,17 @@ describe('auth: requiredScopes', () => {
     expect(requiredScopes('GET', '/v2/a/b/blobs/sha256:00', q('mount=sha256:00&from=c/d')).scopes).to.deep.equal([
       repo('a/b', 'pull'),
     ]);
+  });
+
+  it('a name no repository can have is invalid, before any access rule sees it', () => {
+    const long = `${'a/'.repeat(4000)}b`;
+    for (const [method, path, query] of [
+      ['GET', `/v2/${long}/tags/list`, ''],
+      ['GET', '/v2/UPPER/case/manifests/latest', ''],
+      ['POST', '/v2/a/b/blobs/uploads/', `mount=sha256:00&from=${long}`],
+    ] as const) {
+      expect(requiredScopes(method, path, q(query)), path.slice(0, 40)).to.deep.equal({ scopes: [], invalidName: true });
+    }
   });
 
   it('the catalog needs registry:catalog:*', () => {
