@@ -5,7 +5,7 @@ import type { Context } from 'koa';
 import { OciError } from '../registry/errors.js';
 import { readBody } from '../distribution/request.js';
 import { tooManyAttempts } from '../http/authorization.js';
-import { addressOf } from '../http/client-address.js';
+import { limitKeyOf } from '../http/client-address.js';
 import type { Principal } from './access.js';
 import { parseBasic, type AuthService } from './auth-service.js';
 import { jwks } from './keys.js';
@@ -58,7 +58,7 @@ export function tokenRoutes(router: Router, auth: AuthService): void {
 }
 
 async function login(auth: AuthService, ctx: Context, name: string, password: string): Promise<Principal> {
-  const result = await auth.basic(name, password, addressOf(ctx));
+  const result = await auth.basic(name, password, limitKeyOf(ctx));
   if ('retryAfterMs' in result) throw tooManyAttempts(result.retryAfterMs);
   if ('invalid' in result) throw new OciError(401, 'UNAUTHORIZED', 'invalid username or password');
   ctx.state.user = result.principal.name;

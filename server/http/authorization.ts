@@ -8,7 +8,7 @@ import { parseBasic, parseBearer, type AuthService } from '../auth/auth-service.
 import { requiredScopes } from '../auth/required-scopes.js';
 import { covers, formatScope, type ResourceScope } from '../auth/scope.js';
 import { TokenError } from '../auth/tokens.js';
-import { addressOf } from './client-address.js';
+import { limitKeyOf } from './client-address.js';
 
 export function authorization(auth: AuthService) {
   return async function authorize(ctx: Context, next: Next): Promise<void> {
@@ -52,7 +52,7 @@ export function authorization(auth: AuthService) {
     const credentials = parseBasic(header);
     let principal: Principal | undefined;
     if (credentials) {
-      const result = await auth.basic(credentials.name, credentials.password, addressOf(ctx));
+      const result = await auth.basic(credentials.name, credentials.password, limitKeyOf(ctx));
       if ('retryAfterMs' in result) throw tooManyAttempts(result.retryAfterMs);
       if ('invalid' in result) throw unauthorized('invalid username or password', challenge());
       principal = result.principal;

@@ -58,6 +58,25 @@ export function addressOf(ctx: Context): string {
   return (ctx.state.clientAddress as string | undefined) ?? canonical(ctx.ip);
 }
 
+/**
+ * What the per-client limits (requests, failed logins) count by: the address, or for IPv6 its /64. A host
+ * is commonly given a whole /64 and may send from any address in it: per address, its budget would be
+ * endless.
+ */
+export function limitKeyOf(ctx: Context): string {
+  const address = addressOf(ctx);
+  return address.includes(':') ? `${prefix64(address)}::/64` : address;
+}
+
+/** The first four groups of a canonical IPv6 address (`2001:db8:1:2::5` -> `2001:db8:1:2`). */
+function prefix64(address: string): string {
+  const [head = '', tail] = address.split('::');
+  const left = head ? head.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, 8 - left.length - tail.split(':').length)).fill('0')];
+  while (groups.length < 4) groups.push('0');
+  return groups.slice(0, 4).join(':');
+}
+
 /** One canonical spelling per address (2001:DB8:0::1 -> 2001:db8::1, ::ffff:1.2.3.4 -> 1.2.3.4), so one client is one key. */
 export function canonical(address: string): string {
   const family = ipFamily(address);

@@ -7,7 +7,7 @@ import type { Config } from '../config.js';
 import { OciError } from '../registry/errors.js';
 import type { SharedState } from '../state/redis.js';
 import { createTokenBuckets, type BucketLimit, type TokenBuckets } from '../state/token-bucket.js';
-import { addressOf } from './client-address.js';
+import { limitKeyOf } from './client-address.js';
 
 export type RateLimitConfig = Config['ratelimit'];
 type Middleware = (ctx: Context, next: Next) => Promise<void>;
@@ -42,7 +42,7 @@ export function rateLimits(
       await next();
     };
   return {
-    perClient: limiter('client', config.perclient, addressOf),
+    perClient: limiter('client', config.perclient, limitKeyOf),
     perUser: limiter('user', config.peruser, (ctx) => (ctx.state.user as string | undefined) || undefined),
   };
 }

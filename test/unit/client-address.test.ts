@@ -2,7 +2,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import Koa from 'koa';
-import { addressOf, canonical, clientAddress, TrustedProxies } from '../../server/http/client-address.js';
+import type { Context } from 'koa';
+import { addressOf, canonical, clientAddress, limitKeyOf, TrustedProxies } from '../../server/http/client-address.js';
 
 describe('client address: trusted proxies and X-Forwarded-For', () => {
   it('without trusted proxies: the peer, whatever X-Forwarded-For claims', () => {
@@ -107,5 +108,19 @@ describe('client address: trusted proxies and X-Forwarded-For', () => {
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+});
+
+describe('client address: the key of per-client limits', () => {
+  const keyOf = (clientAddress: string) => limitKeyOf({ state: { clientAddress } } as unknown as Context);
+
+  it('is the address for IPv4, and the /64 for IPv6 (one host may use any address of its /64)', () => {
+    expect(keyOf('198.51.100.7')).to.equal('198.51.100.7');
+    expect(keyOf('2001:db8:1:2::5')).to.equal('2001:db8:1:2::/64');
+    expect(keyOf('2001:db8:1:2:aaaa:bbbb:cccc:dddd')).to.equal('2001:db8:1:2::/64');
+    expect(keyOf('2001:db8::1')).to.equal('2001:db8:0:0::/64');
+    expect(keyOf('2001:db8::')).to.equal('2001:db8:0:0::/64');
+    expect(keyOf('::1')).to.equal('0:0:0:0::/64');
+    expect(keyOf('2001:db8:1:3::5')).to.not.equal(keyOf('2001:db8:1:2::5'));
   });
 });
