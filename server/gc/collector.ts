@@ -38,6 +38,8 @@ export interface CollectOptions {
   /** Deletes per fenced batch (default 256). */
   batchSize?: number;
   signal?: AbortSignal;
+  /** Whether the run still holds the collection's lock (it stops deleting once it does not). */
+  lockHeld?: () => boolean;
   log?(line: string): void;
   progress?(update: Record<string, { done: number; total: number } | number | string>): void;
   /** The run's start (tests). */
@@ -57,7 +59,7 @@ export async function collectGarbage(deps: CollectorDeps, options: CollectOption
   const log = options.log ?? (() => undefined);
 
   // The marker goes first: every listing below sees what was written before it, writers after it pin.
-  const fence = options.dryRun ? undefined : await FenceRun.begin(driver);
+  const fence = options.dryRun ? undefined : await FenceRun.begin(driver, options.lockHeld);
   try {
     let leased = await deps.leases.leasedDigests(start);
     let leasedAt = Date.now();

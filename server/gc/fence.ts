@@ -82,12 +82,14 @@ export class FenceRun {
   private constructor(
     private readonly driver: StorageDriver,
     readonly run: string,
+    private readonly lockHeld: () => boolean,
   ) {}
 
-  static async begin(driver: StorageDriver): Promise<FenceRun> {
+  /** `lockHeld`: whether the run still holds the collection's lock; a run that lost it stops deleting. */
+  static async begin(driver: StorageDriver, lockHeld: () => boolean = () => true): Promise<FenceRun> {
     // Pins of earlier runs protect references that this run's listings see anyway: drop them first.
     await clearPins(driver);
-    const fence = new FenceRun(driver, randomUUID());
+    const fence = new FenceRun(driver, randomUUID(), lockHeld);
     await fence.write();
     fence.renewal = setInterval(() => void fence.write().catch((error: unknown) => (fence.broken = error)), RENEW_MS);
     fence.renewal.unref();
@@ -152,8 +154,13 @@ export class FenceRun {
     await clearPins(this.driver);
   }
 
-  /** Refuses to go on deleting when writers may have taken the marker for expired. */
-  private assertHealthy(): void {
+  /**
+   * Refuses to go on deleting when writers may have taken the marker for expired, or when another run may
+   * have started (this one lost the lock): that run's begin drops the pins writers left for this one.
+   * Called at every batch's start and again right before anything is deleted.
+   */
+  assertHealthy(): void {
+    if (!this.lockHeld()) throw new Error('garbage collection stopped: it lost its lock, another run may have started');
     if (this.broken !== undefined) throw new Error(`garbage collection stopped: could not renew its marker: ${String(this.broken)}`);
     if (Date.now() - this.lastWrite > MARKER_TTL_MS / 2) throw new Error('garbage collection stopped: its marker was not renewed in time');
   }

@@ -65,7 +65,7 @@ export class GcService {
     const lock = await this.acquire(hooks.waitMs ?? 0, hooks.signal);
     if (!lock) throw new GcBusyError();
     try {
-      return await this.runLocked(request, hooks);
+      return await this.runLocked(request, hooks, lock);
     } finally {
       await lock.release().catch(() => undefined);
     }
@@ -101,13 +101,13 @@ export class GcService {
     try {
       const last = await this.lastRun();
       if (last !== undefined && Date.now() - last < intervalMs) return;
-      await this.runLocked({}, {});
+      await this.runLocked({}, {}, lock);
     } finally {
       await lock.release().catch(() => undefined);
     }
   }
 
-  private async runLocked(request: GcRunRequest, hooks: GcRunHooks): Promise<GcReport> {
+  private async runLocked(request: GcRunRequest, hooks: GcRunHooks, lock: HeldLock): Promise<GcReport> {
     const { config, deps } = this;
     const purging = config.storage.maintenance.uploadpurging;
     const concurrency = request.concurrency ?? config.gc.concurrency;
@@ -120,6 +120,7 @@ export class GcService {
       // Repositories one at a time when few operations are in flight, so that each still gets several.
       repositoryConcurrency: concurrency >= 8 ? 2 : 1,
       signal: hooks.signal,
+      lockHeld: () => lock.isHeld?.() ?? true,
       log: hooks.log,
       progress: hooks.progress,
     };

@@ -53,7 +53,10 @@ async function inBatches(
       const keepers = { pinned, leased: await ctx.leased() };
       const verdicts = await mapLimit(chunk, ctx.concurrency, (digest) => decide(digest, keepers), ctx.signal);
       const doomed = chunk.filter((_, index) => verdicts[index] === true);
-      if (remove && doomed.length > 0 && !ctx.dryRun) await remove(doomed);
+      if (remove && doomed.length > 0 && !ctx.dryRun) {
+        ctx.fence?.assertHealthy(); // deciding took a while: still nobody may have taken the marker for expired
+        await remove(doomed);
+      }
     };
     if (ctx.fence) await ctx.fence.batch(run);
     else await run(new Set());
@@ -112,6 +115,7 @@ export async function sweepRepository(ctx: SweepContext, mark: RepositoryMark): 
         return;
       }
       const subject = (await ctx.refs.read(digest))?.subject;
+      ctx.fence?.assertHealthy();
       if (!ctx.dryRun) await registry.manifests.deleteRevision(name, parsed, subject ? parseDigest(subject) : undefined);
       deletedRevisions.add(digest);
       countDeleted(report, 'manifests');

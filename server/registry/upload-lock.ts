@@ -27,6 +27,8 @@ export interface HeldLock {
   release(): Promise<void>;
   /** The lock file was deleted with its directory: stop renewing it, and make `release` a no-op. */
   abandon?(): void;
+  /** False once the holder can no longer be sure nobody took the lock over (its renewals failed). */
+  isHeld?(): boolean;
 }
 
 export async function tryLock(driver: StorageDriver, path: string, now = Date.now): Promise<HeldLock | undefined> {
@@ -66,6 +68,8 @@ function held(driver: StorageDriver, path: string, token: string, content: () =>
   renewal.unref();
   let abandoned = false;
   return {
+    // The margin of `release`: well within the expiry we last wrote, nobody can have taken it over.
+    isHeld: () => !abandoned && now() - writtenAt < TTL_MS / 2,
     abandon() {
       clearInterval(renewal);
       abandoned = true;

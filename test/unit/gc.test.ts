@@ -398,6 +398,28 @@ describe('garbage collection', () => {
     expect(await fence.protect('r', ['sha256:' + 'd'.repeat(64)])).to.equal(true);
   });
 
+  it('a run that loses its lock stops before it deletes anything more (another run may have dropped the pins)', async () => {
+    const shared = await blob('lost');
+    const doomed = await blob('lost');
+    await image('lost', 'keep', [shared]);
+    const untagged = await image('lost', 'gone', [doomed]);
+    await registry.manifests.delete('lost', 'gone');
+    await ageAll(2 * HOUR);
+    let held = true;
+    // The lock goes while the run decides (as when Redis was away for longer than the lock's expiry).
+    interceptOnce((method, path) => method === 'stat' && path.includes('/_manifests/revisions/'), async () => {
+      held = false;
+    });
+    const error = await gc({ lockHeld: () => held }).then(() => undefined, (caught: unknown) => caught as Error);
+    expect(error?.message).to.match(/lost its lock/);
+    expect(await hasRevision('lost', untagged.digest), 'nothing deleted').to.equal(true);
+    expect(await hasData(doomed.digest)).to.equal(true);
+    held = true;
+    const report = await gc({ lockHeld: () => held });
+    expect(report.kinds.manifests.deleted).to.equal(1);
+    expect(await hasRevision('lost', untagged.digest)).to.equal(false);
+  });
+
   // --- retention and immutable tags ----------------------------------------------------------------
 
   async function pushTags(repo: string, tags: Array<[string, number]>): Promise<void> {

@@ -53,6 +53,17 @@ describe('upload lock', () => {
     await successor!.release();
   });
 
+  it('tells its holder when it can no longer be sure of it (no renewal for half the expiry)', async () => {
+    let at = 1_000_000;
+    const lock = (await tryLock(driver, path, () => at))!;
+    expect(lock.isHeld!()).to.equal(true);
+    at += 29_000;
+    expect(lock.isHeld!()).to.equal(true);
+    at += 2_000; // renewals (every 20 s) did not land: someone may take it over once it expires
+    expect(lock.isHeld!()).to.equal(false);
+    await lock.release();
+  });
+
   it('lets one of many concurrent claims win', async () => {
     const locks = await Promise.all(Array.from({ length: 8 }, () => tryLock(driver, path)));
     const held = locks.filter((lock) => lock !== undefined);
