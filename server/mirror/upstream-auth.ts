@@ -93,11 +93,12 @@ export class UpstreamAuth {
     const key = cacheKey(realm, service, scopes);
     const cached = this.tokens.get(key);
     if (cached && cached.expiresAt > this.now()) return cached;
-    // Concurrent requests for one scope share one token request.
+    // Concurrent requests for one scope share one token request. It belongs to none of them: one caller's
+    // cancel (a mirror job's) must not fail the others; each stops waiting on its own signal instead.
     let pending = this.pending.get(key);
     if (!pending) {
       pending = (async () => {
-        const issued = await this.fetchToken({ realm, service, scopes, authorization: this.basic, signal });
+        const issued = await this.fetchToken({ realm, service, scopes, authorization: this.basic });
         // Renew a little early: a token must not expire between our check and the upstream's.
         const margin = Math.min(30, issued.expiresIn / 10);
         const entry = { token: issued.token, expiresAt: this.now() + Math.max(0, issued.expiresIn - margin) * 1000 };
@@ -106,8 +107,19 @@ export class UpstreamAuth {
       })().finally(() => this.pending.delete(key));
       this.pending.set(key, pending);
     }
-    return pending;
+    return untilAborted(pending, signal);
   }
+}
+
+/** `promise`, or the signal's reason as soon as it aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(signal.reason);
+    signal.addEventListener('abort', abort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+  });
 }
 
 function cacheKey(realm: URL, service: string | undefined, scopes: string[]): string {

@@ -213,6 +213,18 @@ describe('mirror upstream: token cache', () => {
     expect(await withCredentials.answer({ scheme: 'negotiate', params: {} }, 'repository:a:pull', undefined)).to.equal(false);
   });
 
+  it('one caller cancelling a shared token request fails only that caller', async () => {
+    const { auth, requests } = setup();
+    const cancelled = new AbortController();
+    const first = auth.answer(challenge, 'repository:a:pull', undefined, cancelled.signal);
+    const second = auth.answer(challenge, 'repository:a:pull', undefined);
+    cancelled.abort(new Error('job cancelled'));
+    expect(((await first.catch((error: unknown) => error)) as Error).message).to.equal('job cancelled');
+    expect(await second).to.equal(true);
+    expect(requests).to.have.length(1);
+    expect(await auth.authorization('repository:a:pull')).to.equal('Bearer t1');
+  });
+
   it('sends configured credentials to the token realm as Basic', async () => {
     const requests: TokenRequest[] = [];
     const auth = new UpstreamAuth({ username: 'me', password: 'secret' }, async (r) => { requests.push(r); return { token: 't', expiresIn: 60 }; });
