@@ -13,6 +13,8 @@ export interface PullThroughRule {
   prefix: string;
   layout: 'same-name' | 'ddn-k8s';
   ttlMs: number;
+  /** Distribution's proxy.remoteurl: the whole registry mirrors one upstream, whatever containerd's ?ns= names. */
+  anyNamespace?: boolean;
 }
 
 export interface PullThroughTarget {
@@ -48,7 +50,7 @@ export class PullThroughRules {
         ...(config.proxy.username !== undefined ? { username: config.proxy.username, password: config.proxy.password ?? '' } : {}),
       });
       upstreams.set(name, upstream);
-      rules.push({ upstream, prefix: '', layout: 'same-name', ttlMs: durationMs(config.proxy.ttl) });
+      rules.push({ upstream, prefix: '', layout: 'same-name', ttlMs: durationMs(config.proxy.ttl), anyNamespace: true });
     }
     // Longest prefix first, so `ddn-k8s/docker.io` wins over ''.
     rules.sort((a, b) => b.prefix.length - a.prefix.length);
@@ -62,11 +64,11 @@ export class PullThroughRules {
   /**
    * The rule serving local repository `name`, and the upstream repository it maps to. `upstream` (from
    * containerd's `?ns=`) keeps only that upstream's rules: a mirror asked for ghcr.io content must never
-   * answer with docker.io's image of the same name.
+   * answer with docker.io's image of the same name. Distribution's proxy mode ignores `?ns=`, as Distribution does.
    */
   match(name: string, upstream?: string): PullThroughTarget | undefined {
     for (const rule of this.rules) {
-      if (upstream !== undefined && rule.upstream.name !== upstream) continue;
+      if (upstream !== undefined && rule.upstream.name !== upstream && !rule.anyNamespace) continue;
       let rest: string;
       if (rule.prefix === '') rest = name;
       else if (name.startsWith(`${rule.prefix}/`)) rest = name.slice(rule.prefix.length + 1);

@@ -338,6 +338,11 @@ describe('pull-through cache (Distribution 2.8.2 upstream)', function () {
         expect(sha256(reply.body)).to.equal(blob.digest);
       }
       expectNotFound(await client.getManifest('library/absent', 'latest'), 'MANIFEST_UNKNOWN');
+      // containerd's ?ns= names the registry it thinks of; as in Distribution, the one upstream serves whatever it says.
+      const other = await hub().pushImage('library/via-ns', 'v1');
+      const viaNs = await client.get(`/v2/library/via-ns/manifests/v1?ns=docker.io`, { headers: { Accept: other.manifest.mediaType } });
+      expect(viaNs.status, describeReply(viaNs)).to.equal(200);
+      expect(sha256(viaNs.body)).to.equal(other.manifest.digest);
       await shorthand.stop();
     });
   });
