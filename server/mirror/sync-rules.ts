@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { isNotFound, type StorageDriver } from '../../storage-drivers/driver.js';
 import type { Config } from '../config.js';
 import { durationMs } from '../config.js';
-import type { JobRecord } from '../jobs/job.js';
+import { isFinished, type JobRecord } from '../jobs/job.js';
 import type { JobQueue } from '../jobs/queue.js';
 import type { Locks } from '../state/locks.js';
 import { parseMirrorRequest, type MirrorJobRequest } from './mirror-request.js';
@@ -67,7 +67,14 @@ export class SyncRules {
       if (!lock) continue;
       try {
         const last = await this.lastRun(rule.name);
-        if (last !== undefined && last + rule.intervalMs > now) continue;
+        if (last !== undefined && last.at + rule.intervalMs > now) continue;
+        // A run that outlasts its interval (a slow upstream, a large repository) is not joined by another
+        // that would fetch the same content beside it; the queue would grow without end.
+        const unfinished = last ? await this.unfinished(last.jobs) : [];
+        if (unfinished.length > 0) {
+          this.logger.warn({ rule: rule.name, jobs: unfinished }, 'sync rule due, but its last run is still going: skipped');
+          continue;
+        }
         const jobs = await this.runNow(rule.name);
         this.logger.info({ rule: rule.name, jobs: jobs?.map((j) => j.id) }, 'sync rule submitted');
         ran.push(rule.name);
@@ -80,11 +87,18 @@ export class SyncRules {
     return ran;
   }
 
-  private async lastRun(name: string): Promise<number | undefined> {
+  /** The ids of `jobs` still queued or running (a job the queue forgot is finished). */
+  private async unfinished(jobs: string[]): Promise<string[]> {
+    const records = await Promise.all(jobs.map((id) => this.queue.get(id)));
+    return records.filter((job): job is JobRecord => job !== undefined && !isFinished(job.state)).map((job) => job.id);
+  }
+
+  private async lastRun(name: string): Promise<{ at: number; jobs: string[] } | undefined> {
     try {
-      const record = JSON.parse((await this.driver.getContent(lastRunPath(name))).toString()) as { lastRun?: string };
-      const time = Date.parse(record.lastRun ?? '');
-      return Number.isNaN(time) ? undefined : time;
+      const record = JSON.parse((await this.driver.getContent(lastRunPath(name))).toString()) as { lastRun?: string; jobs?: unknown };
+      const at = Date.parse(record.lastRun ?? '');
+      const jobs = Array.isArray(record.jobs) ? record.jobs.filter((id): id is string => typeof id === 'string') : [];
+      return Number.isNaN(at) ? undefined : { at, jobs };
     } catch (error) {
       if (isNotFound(error) || error instanceof SyntaxError) return undefined;
       throw error;
