@@ -139,7 +139,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   koa.use(admin.router.allowedMethods());
 
   if (pullThroughRules.enabled) {
-    koa.use(pullThrough(new PullThrough(pullThroughRules, admin.pool, registry, locks, logger.child({ component: 'pull-through' }))));
+    koa.use(pullThrough(new PullThrough(pullThroughRules, admin.pool, registry, locks, logger.child({ component: 'pull-through' }), durationMs(config.mirror.waitforfetch))));
   }
   const v2 = distributionRouter(registry, { publicUrl: config.http.host });
   koa.use(v2.routes());

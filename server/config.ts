@@ -248,6 +248,11 @@ const schema = z.strictObject({
           }),
         )
         .default([]),
+      /**
+       * How long a pull waits for another request's fetch of the same blob to be stored before it streams
+       * from the upstream itself (not storing): below the read timeouts of proxies in front (often 60 s).
+       */
+      waitforfetch: duration.default('30s'),
     })
     .prefault({}),
   /** Distribution's one-upstream pull-through cache: the same as one mirror.pullthrough entry with prefix "". */

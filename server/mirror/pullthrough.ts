@@ -3,7 +3,8 @@
 // content addressed by digest never is. When the upstream fails or rate-limits, a stored copy is served.
 // A blob is fetched once however many clients ask: in a process through one shared promise, across
 // processes and replicas through a lock, whose holder streams to its client while storing and whose
-// waiters serve the stored copy.
+// waiters serve the stored copy. A waiter whose copy is not stored within mirror.waitforfetch streams from
+// the upstream itself instead (as Distribution's proxy does at once), so no proxy in front times it out.
 import { PassThrough, type Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { isDigest, parseDigest, type ParsedDigest } from '../registry/digest.js';
@@ -17,7 +18,6 @@ import { upstreamTagOf, type PullThroughRules, type PullThroughTarget } from './
 import type { UpstreamPool } from './upstream-pool.js';
 import { isNotFound as isUpstreamNotFound, isUpstreamError } from './upstream-error.js';
 
-const WAIT_FOR_OTHER_FETCH_MS = 10 * 60_000;
 /**
  * With a stored copy to fall back on, how long a tag's revalidation may take (retries included) before the
  * stored copy is served, and how long after a failed one the upstream is left alone (at most the TTL).
@@ -47,6 +47,8 @@ export class PullThrough {
     private readonly registry: Registry,
     private readonly locks: Locks,
     private readonly logger: Logger,
+    /** mirror.waitforfetch */
+    private readonly waitForFetchMs = 30_000,
   ) {}
 
   /** Makes sure the manifest is stored here if upstream has it; afterwards the normal route serves it. */
@@ -83,16 +85,15 @@ export class PullThrough {
       if (head?.size === undefined) return undefined;
       return { size: head.size, digest: digest.digest };
     }
+    // Another request of this process, or another process, is fetching it: wait for the stored copy, for a while.
     const running = this.inflight.get(`blob ${digest.digest}`);
-    if (running) {
-      await running.catch(() => undefined);
-      return (await this.linkIfStored(target, name, digest)) ? undefined : this.fetchBlob(name, digest, method, upstream);
-    }
-    const lock = await this.locks.tryLock(`pullthrough/${digest.hex}`);
+    const lock = running ? undefined : await this.locks.tryLock(`pullthrough/${digest.hex}`);
     if (!lock) {
-      await this.waitForStored(digest);
-      await this.linkIfStored(target, name, digest);
-      return undefined;
+      if (await this.storedWithin(digest, running)) {
+        if (await this.linkIfStored(target, name, digest)) return undefined;
+        if (running) return this.fetchBlob(name, digest, method, upstream); // its fetch failed: maybe ours works
+      }
+      return this.streamFromUpstream(target, digest);
     }
     let done!: () => void;
     const finished = new Promise<void>((resolve) => (done = resolve));
@@ -266,20 +267,40 @@ export class PullThrough {
     return true;
   }
 
-  private async waitForStored(digest: ParsedDigest): Promise<void> {
-    const deadline = Date.now() + WAIT_FOR_OTHER_FETCH_MS;
+  /**
+   * Waits up to mirror.waitforfetch for another request's fetch: `running` in this process (true once it
+   * ended, stored or not), else another process's, seen in storage. False: not stored in time.
+   */
+  private async storedWithin(digest: ParsedDigest, running: Promise<void> | undefined): Promise<boolean> {
+    const deadline = Date.now() + this.waitForFetchMs;
+    if (running) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.waitForFetchMs)));
+      const ended = running.then(() => true, () => true);
+      return Promise.race([ended, late]).finally(() => clearTimeout(timer));
+    }
     for (let delay = 50; Date.now() < deadline; delay = Math.min(delay * 2, 1_000)) {
-      if ((await this.registry.blobs.statGlobal(digest)) !== undefined) return;
-      // The other fetch may have failed and released its lock: then this request fetches itself.
+      if ((await this.registry.blobs.statGlobal(digest)) !== undefined) return true;
+      // The other fetch may have failed and released its lock: then there is nothing to wait for.
       const lock = await this.locks.tryLock(`pullthrough/${digest.hex}`);
       if (lock) {
         await lock.release();
-        if ((await this.registry.blobs.statGlobal(digest)) === undefined) throw new OciError(503, 'UNAVAILABLE', 'fetching this blob from upstream failed; try again', { digest: digest.digest }, { 'Retry-After': '1' });
-        return;
+        return (await this.registry.blobs.statGlobal(digest)) !== undefined;
       }
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(delay, Math.max(0, deadline - Date.now()))));
     }
-    throw new OciError(503, 'UNAVAILABLE', 'still fetching this blob from upstream; try again', { digest: digest.digest }, { 'Retry-After': '5' });
+    return false;
+  }
+
+  /** The upstream's bytes straight to the client, verified but not stored (another request stores them). */
+  private async streamFromUpstream(target: PullThroughTarget, digest: ParsedDigest): Promise<BlobResponse | undefined> {
+    const { client } = this.pool.get(target.rule.upstream);
+    const blob = await this.upstreamCall(() => client.fetchBlob(target.upstreamRepository, digest.digest));
+    if (!blob) return undefined;
+    blob.stream.on('error', () => undefined); // seen by the relay, through its iterator
+    const body = new PassThrough();
+    void relay(blob.stream, body);
+    return { size: blob.size, digest: digest.digest, body };
   }
 
   /** One run of `task` per key in this process; concurrent callers share it. */
@@ -289,6 +310,20 @@ export class PullThrough {
     const promise = task().finally(() => this.inflight.delete(key));
     this.inflight.set(key, promise);
     return promise;
+  }
+}
+
+/** Copies the upstream's bytes to the client, the last chunk only once verified (see teeToClient). Never rejects. */
+async function relay(source: AsyncIterable<Buffer> & { destroy(): void }, client: PassThrough): Promise<void> {
+  try {
+    for await (const _chunk of teeToClient(source, client)) {
+      if (client.destroyed) break; // the client left: nobody else wants these bytes
+    }
+    source.destroy();
+    client.end();
+  } catch (error) {
+    source.destroy();
+    client.destroy(error as Error);
   }
 }
 

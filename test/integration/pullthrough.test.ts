@@ -424,6 +424,28 @@ describe('pull-through cache (Distribution 2.8.2 upstream)', function () {
       expectWholeBlob(await rawGet(`${registry.url}/v2/${name}/blobs/${blob.digest}`), blob, 'after the fetch');
     });
 
+    it('a pull that waits longer than mirror.waitforfetch for another fetch streams from the upstream itself', async function () {
+      const impatient = await startRegistry({ config: () => ({ ...config(), mirror: { ...config().mirror, waitforfetch: '1s' } }) });
+      extra.push(impatient);
+      const name = 'concurrent/impatient';
+      const blob = await pushBigBlob(name);
+      const url = `${impatient.url}/v2/${name}/blobs/${blob.digest}`;
+      proxy.reset();
+      proxy.delayNext(1, 8_000, { at: 'response', match: { path: /\/blobs\// } }); // the first fetch answers late
+      const started = performance.now();
+      const first = rawGet(url);
+      await sleep(300);
+      const others = await Promise.all([rawGet(url), rawGet(url)]);
+      others.forEach((reply, i) => expectWholeBlob(reply, blob, `waiter ${i}`));
+      expect(performance.now() - started, 'the waiters did not wait for the slow fetch').to.be.below(7_000);
+      expectWholeBlob(await first, blob, 'the first client');
+      expect(upstreamRequests(proxy, name, 'blobs').filter((r) => r.method === 'GET'), describeRequests(proxy.requests)).to.have.length(3);
+      // Stored once, by the first request: served from here with the upstream failing.
+      proxy.failNext(100, { match: { path: /\/blobs\// } });
+      expectWholeBlob(await rawGet(url), blob, 'afterwards');
+      await impatient.stop();
+    });
+
     it('two registry processes on one storage root fetch a blob once between them', async function () {
       const second = await startRegistry({ rootDir: registry.root, config });
       extra.push(second);

@@ -76,7 +76,7 @@ describe('config', () => {
         access: [],
         admins: [],
       },
-      mirror: { upstreams: [], sync: [], pullthrough: [] },
+      mirror: { upstreams: [], sync: [], pullthrough: [], waitforfetch: '30s' },
       ratelimit: { enabled: false, perclient: { rate: 50, burst: 200 }, peruser: { rate: 100, burst: 400 }, trustedproxies: [] },
       gc: { enabled: false, interval: '24h', graceperiod: '1h', dryrun: false, untagged: 'keep', concurrency: 2 },
       retention: { rules: [] },
