@@ -21,6 +21,7 @@ import {
 import { leaseOwner, type PlatformBuildResult } from './platform-build.js';
 import { buildTags, buildVersion, isGitSource, type BuildRequest } from './request.js';
 import type { TagOwners } from './tag-owners.js';
+import { scrubText, shownBuildArgs } from '../server/logging/redact.js';
 
 export interface BuildResult {
   repository: string;
@@ -170,12 +171,12 @@ function provenanceDocument(
     _type: 'https://dify-registry/build-provenance/v1',
     builder: { id: 'dify-registry', version: BUILDER_VERSION, engine: deps.engine },
     source: isGitSource(source)
-      ? { git: redactUrl(source.git), ref: source.ref, ...(source.path ? { path: source.path } : {}), ...(commit ? { commit } : {}) }
+      ? { git: scrubText(source.git), ref: source.ref, ...(source.path ? { path: source.path } : {}), ...(commit ? { commit } : {}) }
       : { upload: source.upload },
     ...(request.recipe ? { recipe: request.recipe } : { dockerfile: request.dockerfile! }),
     repository: request.repository,
     tags,
-    buildArgs: Object.fromEntries(Object.entries(images[0]?.buildArgs ?? {}).map(([name, value]) => [name, redactUrl(value)])),
+    buildArgs: shownBuildArgs(images[0]?.buildArgs ?? {}),
     index: { digest: index.digest, mediaType: index.mediaType, size: index.bytes.length },
     platforms: images.map((image) => ({
       platform: image.platform,
@@ -208,10 +209,6 @@ function succeeded(outcomes: Readonly<Record<string, ChildOutcome>>): Map<string
     if (outcome.state === 'succeeded' && outcome.result) results.set(key, outcome.result as PlatformBuildResult);
   }
   return results;
-}
-
-function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@');
 }
 
 /** This package's version, from the nearest package.json up from this module (source or dist). */

@@ -7,6 +7,7 @@ import { JobError, RetryableJobError } from '../server/jobs/job.js';
 import { execStreaming, type ExecResult } from './exec.js';
 import { isGitSource, type BuildSource } from './request.js';
 import { contextPath } from './uploads.js';
+import { scrubText } from '../server/logging/redact.js';
 
 export interface FetchedSource {
   /** The build context: the repository's subfolder, or the unpacked upload. */
@@ -42,7 +43,7 @@ export async function fetchSource(source: BuildSource, dir: string, options: Sou
       timeoutMs: options.timeoutMs ?? GIT_TIMEOUT_MS,
       onLine: (line) => options.log(`git: ${line}`),
     });
-  options.log(`fetching ${source.ref} from ${redact(source.git)}`);
+  options.log(`fetching ${source.ref} from ${scrubText(source.git)}`);
   checked(await git(['init', '-q', dir]), 'git init', options.signal);
   let fetched = await git(['fetch', '--depth', '1', '--no-tags', '--', source.git, source.ref]);
   if (fetched.code !== 0 && !fetched.stopped && /^[0-9a-f]{7,40}$/.test(source.ref)) {
@@ -106,8 +107,4 @@ function inside(dir: string, path: string): string {
   return full;
 }
 
-/** A URL without its password, for logs. */
-export function redact(url: string): string {
-  return url.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@');
-}
 

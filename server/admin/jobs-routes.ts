@@ -8,6 +8,7 @@ import { OciError } from '../registry/errors.js';
 import { SharedStateUnavailableError } from '../state/redis.js';
 import { isJobKind, isJobState, JOB_KINDS, JOB_STATES, type JobRecord } from '../jobs/job.js';
 import { JobFinishedError, JobNotFoundError, pageSize, type JobQueue } from '../jobs/queue.js';
+import { shownRecord } from '../logging/redact.js';
 
 export const JOBS_PATH = '/admin/v1/jobs';
 
@@ -22,7 +23,12 @@ export const jobUnknown = (id: string) => new OciError(404, 'NAME_UNKNOWN', 'job
 export function submitted(ctx: Context, job: JobRecord): void {
   ctx.status = 202;
   ctx.set('Location', jobLocation(job.id));
-  ctx.body = job;
+  ctx.body = shownJob(job);
+}
+
+/** The record as readers see it: requests and results scrubbed of credentials (see shownRecord). */
+function shownJob(job: JobRecord): JobRecord {
+  return { ...job, request: shownRecord(job.request), ...(job.result !== undefined ? { result: shownRecord(job.result) } : {}) } as JobRecord;
 }
 
 export function jobRoutes(router: Router, queue: JobQueue, options: RouteOptions = {}): void {
@@ -36,13 +42,13 @@ export function jobRoutes(router: Router, queue: JobQueue, options: RouteOptions
       const query = new URLSearchParams({ ...(kind ? { kind } : {}), ...(state ? { state } : {}), n: String(n), last: page.next });
       ctx.set('Link', `<${location(options, JOBS_PATH)}?${query}>; rel="next"`);
     }
-    ctx.body = { jobs: page.jobs };
+    ctx.body = { jobs: page.jobs.map(shownJob) };
   });
 
   router.get(`${JOBS_PATH}/:id`, async (ctx) => {
     const job = await available(() => queue.get(ctx.params.id!));
     if (!job) throw jobUnknown(ctx.params.id!);
-    ctx.body = job;
+    ctx.body = shownJob(job);
   });
 
   router.get(`${JOBS_PATH}/:id/logs`, async (ctx) => {

@@ -2,6 +2,7 @@
 // handed to the queue's sink in batches, at most once per interval and once more when the job ends,
 // so a chatty handler costs one storage or Redis write per interval rather than one per event.
 import type { ChildOutcome, JobContext, JobKind, JobProgress } from './job.js';
+import { scrubText } from '../logging/redact.js';
 
 /** Per attempt; beyond it lines are dropped (with one note), so a runaway handler cannot fill memory. */
 export const MAX_LOG_LINES = 20_000;
@@ -101,7 +102,7 @@ export function createJobContext<Request>(options: ContextOptions<Request>): Run
     log(line: string) {
       if (closed) return;
       logged++;
-      if (logged <= MAX_LOG_LINES) push(String(line));
+      if (logged <= MAX_LOG_LINES) push(scrubText(String(line)));
       else if (logged === MAX_LOG_LINES + 1) push(`(log limit of ${MAX_LOG_LINES} lines reached: further lines are dropped)`);
       else return;
       schedule();

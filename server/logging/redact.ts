@@ -28,8 +28,8 @@ const SCRUBBERS: Array<[RegExp, string]> = [
   [/\beyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*/g, '[redacted-jwt]'],
   // Query parameters that carry credentials or signatures (token endpoints, presigned S3 URLs).
   [/([?&](?:access_token|refresh_token|token|password|client_secret|x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig)=)[^&\s"'#]*/gi, '$1[redacted]'],
-  // user:password@ in URLs (redis://, https://).
-  [/\b([a-z][a-z0-9+.-]*:\/\/)[^/\s:@]+:[^/\s@]+@/gi, '$1[redacted]@'],
+  // user:password@ and token@ in URLs (redis://, https://ghp_...@github.com).
+  [/\b([a-z][a-z0-9+.-]*:\/\/)[^/\s@]+@/gi, '$1[redacted]@'],
 ];
 
 /** Cheap test first: most strings (routes, ids, digests) cannot hold any of the above. */
@@ -76,4 +76,32 @@ function scrubObject(object: Record<string, unknown>, depth: number): Record<str
 /** pino `formatters.log`: the fields of one line, scrubbed two levels deep (copied only when changed). */
 export function scrubLogObject(object: Record<string, unknown>): Record<string, unknown> {
   return scrubObject(object, 2);
+}
+
+/** Names that say their value is a credential (build arguments such as NPM_TOKEN, a registry's password). */
+const SECRET_NAME = /token|secret|passw|pwd|key|credential|auth|cookie|session/i;
+
+/** Build arguments as they may be shown: secret-named values hidden, credentials in URLs and text scrubbed. */
+export function shownBuildArgs(args: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(args).map(([name, value]) => [name, SECRET_NAME.test(name) ? CENSOR : scrubText(String(value))]));
+}
+
+/**
+ * A job's request or result as the admin API shows it: the queue keeps what the worker needs (a build's
+ * arguments), readers see it scrubbed, with the values of build arguments that name a secret hidden.
+ */
+export function shownRecord(value: unknown, depth = 8): unknown {
+  if (typeof value === 'string') return scrubText(value);
+  if (value === null || typeof value !== 'object' || depth === 0) return value;
+  if (Array.isArray(value)) return value.map((item) => shownRecord(item, depth - 1));
+  return Object.fromEntries(
+    Object.entries(value as Record<string, unknown>).map(([key, item]) => [
+      key,
+      REDACTED_KEYS.has(key.toLowerCase())
+        ? CENSOR
+        : key === 'buildArgs' && item !== null && typeof item === 'object'
+          ? shownBuildArgs(item as Record<string, string>)
+          : shownRecord(item, depth - 1),
+    ]),
+  );
 }

@@ -419,7 +419,8 @@ describe('builder: multi-arch dify-api builds (buildah, qemu)', function () {
         dockerfile: 'Dockerfile.slowarm',
         repository: 'test/gc-during-build',
         context: { git: repo.url, ref: '1.12.1', path: 'api' },
-        buildArgs: { BASE_IMAGE: base, SALT: salt },
+        // Build arguments that carry credentials, as real ones do: never shown in records, logs or provenance.
+        buildArgs: { BASE_IMAGE: base, SALT: salt, NPM_TOKEN: 'npm_SECRET123', PIP_INDEX_URL: 'https://ghp_SECRETTOKEN@pypi.example/simple' },
         tags: ['done'],
       });
       expect(status).to.equal(202);
@@ -432,6 +433,13 @@ describe('builder: multi-arch dify-api builds (buildah, qemu)', function () {
       expect(gcDone.state, JSON.stringify(gcDone.error)).to.equal('succeeded');
       const done = await api.finished(job.id);
       expect(done.state, JSON.stringify(done.error)).to.equal('succeeded');
+      const provenance = await api.manifest('test/gc-during-build', done.result!.provenance.digest);
+      const document = (await api.blob('test/gc-during-build', (provenance.body.layers as Array<{ digest: string }>)[0]!.digest)).toString();
+      const logs = await (await api.fetch(`/admin/v1/jobs/${job.id}/logs`)).text();
+      for (const [what, text] of [['job record', JSON.stringify(done)], ['provenance', document], ['logs', logs]]) {
+        expect(text, what).to.not.match(/SECRET/);
+      }
+      expect(JSON.parse(document).buildArgs).to.deep.include({ SALT: salt, NPM_TOKEN: '[redacted]', PIP_INDEX_URL: 'https://[redacted]@pypi.example/simple' });
       // Every blob of the amd64 image is still there.
       const amd64 = await api.manifest('test/gc-during-build', done.result!.platforms['linux/amd64']!.digest);
       for (const blob of [amd64.body.config, ...(amd64.body.layers as unknown[])] as Array<{ digest: string }>) {

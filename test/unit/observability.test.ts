@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { templateOfPath } from '../../server/metrics/route-template.js';
-import { scrubLogObject, scrubText } from '../../server/logging/redact.js';
+import { scrubLogObject, scrubText, shownRecord } from '../../server/logging/redact.js';
 import { textLine } from '../../server/logging/text-format.js';
 import { loggerOptions } from '../../server/logger.js';
 import { accessLineWriter } from '../../server/logging/access-line.js';
@@ -63,6 +63,22 @@ describe('observability: log scrubbing and format', () => {
     expect(out).to.contain('service=x');
     expect(out).to.contain('scope=repository:a:pull');
     expect(out).to.contain('redis://[redacted]@redis:6379/0');
+    expect(scrubText('fetching 1.12.1 from https://ghs_SECRETTOKEN@github.com/o/r.git')).to.equal('fetching 1.12.1 from https://[redacted]@github.com/o/r.git');
+  });
+
+  it('shows job records without credentials: secret-named build args hidden, URLs and text scrubbed', () => {
+    const request = {
+      context: { git: 'https://x-access-token:ghp_SECRET@github.com/o/r.git', ref: 'main' },
+      buildArgs: { DEBIAN_MIRROR: 'http://mirror/debian', NPM_TOKEN: 'npm_SECRET', PIP_INDEX_URL: 'https://ghp_SECRET@pypi.example/simple', API_KEY: 'k', DB_PASSWORD: 'p' },
+      children: [{ request: { buildArgs: { GITHUB_TOKEN: 'ghp_SECRET' } } }],
+    };
+    const shown = shownRecord(request);
+    expect(JSON.stringify(shown)).to.not.match(/SECRET|"k"|"p"/);
+    expect(shown).to.deep.equal({
+      context: { git: 'https://[redacted]@github.com/o/r.git', ref: 'main' },
+      buildArgs: { DEBIAN_MIRROR: 'http://mirror/debian', NPM_TOKEN: '[redacted]', PIP_INDEX_URL: 'https://[redacted]@pypi.example/simple', API_KEY: '[redacted]', DB_PASSWORD: '[redacted]' },
+      children: [{ request: { buildArgs: { GITHUB_TOKEN: '[redacted]' } } }],
+    });
   });
 
   it('leaves ordinary fields alone (no copy) and scrubs errors', () => {
