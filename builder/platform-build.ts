@@ -19,7 +19,7 @@ import type { BuildEngine } from './engine.js';
 import { buildScopes, repositoryOnRegistry, writeAuthFile, type RegistryEndpoint } from './registry-access.js';
 import { loadRecipe } from './recipes.js';
 import type { BuildSource } from './request.js';
-import { fetchSource } from './source.js';
+import { dockerfileIn, fetchSource } from './source.js';
 
 /** What the parent hands each platform (the child job's request; never shown by the API). */
 export interface PlatformBuildRequest {
@@ -103,7 +103,7 @@ async function buildPlatform(deps: PlatformBuildDeps, ctx: JobContext<PlatformBu
     ctx.progress({ phase: 'source' });
     const source = await fetchSource(request.context, join(dir, 'src'), { git: deps.git, driver: deps.driver, signal, log: (line) => ctx.log(line) });
     const sourced = Date.now();
-    const dockerfile = request.recipe ? loadRecipe(request.recipe, deps.recipesDir).dockerfilePath : join(source.contextDir, request.dockerfile!);
+    const dockerfile = request.recipe ? loadRecipe(request.recipe, deps.recipesDir).dockerfilePath : await dockerfileIn(source, request.dockerfile!);
     const buildArgs = { ...request.buildArgs, ...(source.commit ? { COMMIT_SHA: source.commit } : {}) };
     const labels = { ...request.labels, ...(source.commit ? { 'org.opencontainers.image.revision': source.commit } : {}) };
     const tag = tempTag(ctx.parent.id, request.platform);

@@ -1,7 +1,7 @@
 // A build's source on the worker's disk: a shallow fetch of one git ref (Debian's git), or an uploaded
 // .tar.gz context unpacked from storage. Network failures are retryable; an unknown ref is not.
-import { mkdir } from 'node:fs/promises';
-import { resolve, sep } from 'node:path';
+import { mkdir, realpath, stat } from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
 import type { StorageDriver } from '../storage-drivers/driver.js';
 import { JobError, RetryableJobError } from '../server/jobs/job.js';
 import { execStreaming, type ExecResult } from './exec.js';
@@ -10,7 +10,9 @@ import { contextPath } from './uploads.js';
 import { scrubText } from '../server/logging/redact.js';
 
 export interface FetchedSource {
-  /** The build context: the repository's subfolder, or the unpacked upload. */
+  /** The checkout or the unpacked upload, symlinks resolved: nothing the build reads may be outside it. */
+  root: string;
+  /** The build context: the repository's subfolder, or the unpacked upload (symlinks resolved). */
   contextDir: string;
   /** The commit built, for git sources. */
   commit?: string;
@@ -33,7 +35,8 @@ export async function fetchSource(source: BuildSource, dir: string, options: Sou
   await mkdir(dir, { recursive: true });
   if (!isGitSource(source)) {
     await unpackUpload(source.upload, dir, options);
-    return { contextDir: dir };
+    const root = await realpath(dir);
+    return { root, contextDir: root };
   }
   const git = (args: string[], cwd = dir) =>
     execStreaming(options.git, args, {
@@ -59,8 +62,36 @@ export async function fetchSource(source: BuildSource, dir: string, options: Sou
   const commit = head.tail.at(-1)?.trim();
   if (head.code !== 0 || !commit || !/^[0-9a-f]{40,64}$/.test(commit)) throw new JobError('GIT_FAILED', 'git rev-parse HEAD gave no commit');
   options.log(`source at commit ${commit}`);
-  const contextDir = source.path ? inside(dir, source.path) : dir;
-  return { contextDir, commit };
+  const root = await realpath(dir);
+  const contextDir = source.path ? await realInside(root, source.path, 'CONTEXT_INVALID', 'the context path') : root;
+  return { root, contextDir, commit };
+}
+
+const MAX_DOCKERFILE_BYTES = 1024 * 1024;
+
+/**
+ * The Dockerfile `path` (relative to the context) as a file inside the source. A repository's symlink
+ * could otherwise hand the engine /etc/passwd, or /dev/zero to read forever.
+ */
+export async function dockerfileIn(source: FetchedSource, path: string): Promise<string> {
+  const file = await realInside(source.root, join(relative(source.root, source.contextDir), path), 'DOCKERFILE_INVALID', 'the Dockerfile');
+  const info = await stat(file);
+  if (!info.isFile()) throw new JobError('DOCKERFILE_INVALID', `${path} is not a file`);
+  if (info.size > MAX_DOCKERFILE_BYTES) throw new JobError('DOCKERFILE_INVALID', `${path} is larger than ${MAX_DOCKERFILE_BYTES} bytes`);
+  return file;
+}
+
+/** `path` under `root` with symlinks resolved: a link in the repository must not lead out of it. */
+async function realInside(root: string, path: string, code: string, what: string): Promise<string> {
+  let real: string;
+  try {
+    real = await realpath(inside(root, path));
+  } catch (error) {
+    if (error instanceof JobError) throw error;
+    throw new JobError(code, `${what} ${path} is not in the source`);
+  }
+  if (real !== root && !real.startsWith(root + sep)) throw new JobError(code, `${what} ${path} leads out of the source`);
+  return real;
 }
 
 async function unpackUpload(id: string, dir: string, options: SourceOptions): Promise<void> {
