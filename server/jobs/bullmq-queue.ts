@@ -579,7 +579,8 @@ export class BullJobQueue implements JobQueue {
       let error: Error | undefined;
       try {
         result = toJson(await registration.handler(running.context));
-        if (active.stop) error = failure(stopped(active.stop));
+        // A handler that returns did its work, even if a stop came late (see local-queue.ts).
+        if (active.stop) running.note(`finished before the ${active.stop} took effect`);
       } catch (caught) {
         if (active.stop) error = failure(stopped(active.stop));
         else if (caught instanceof RetryableJobError && attempt < attempts) {

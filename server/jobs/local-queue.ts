@@ -428,7 +428,10 @@ export class LocalJobQueue implements JobQueue {
     let outcome: Outcome;
     try {
       const result = toJson(await (live.children ? this.runFlow(live, running.context, handler) : handler(running.context)));
-      outcome = live.stop ? stopped(live.stop) : { state: 'succeeded', result };
+      // A handler that returns did its work, even if a stop came late (a build past its last cancel point
+      // has moved tags): calling that cancelled would hide what changed.
+      if (live.stop) running.note(`finished before the ${live.stop} took effect`);
+      outcome = { state: 'succeeded', result };
     } catch (error) {
       if (live.stop) outcome = stopped(live.stop);
       else if (error instanceof RetryableJobError && record.attempts < this.options.attempts) {

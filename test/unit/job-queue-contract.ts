@@ -193,6 +193,25 @@ export function jobQueueContract(makeBackend: () => Promise<QueueBackend>): void
     await rejectsWith(other.cancel('../../etc'), JobNotFoundError);
   });
 
+  it('a handler that finishes its work despite a cancel (past its last cancel point) ends succeeded, with its result', async () => {
+    const runner = await backend.open();
+    const started = deferred();
+    runner.register('build', async (ctx) => {
+      started.resolve();
+      await aborted(ctx);
+      ctx.log('tags moved anyway');
+      return { tagged: true };
+    });
+    await runner.start();
+    const job = await runner.submit('build', {});
+    await started.promise;
+    await until('the job to be running', async () => (await runner.get(job.id))?.state === 'running');
+    await runner.cancel(job.id);
+    const done = await finished(runner, job.id);
+    expect(done).to.deep.include({ state: 'succeeded', result: { tagged: true } });
+    expect(messages(await runner.logs(job.id)).join('\n')).to.match(/finished before the cancel took effect/);
+  });
+
   it('lists jobs in creation order, paginated with n and last, filtered by kind and state', async () => {
     const queue = await backend.open();
     const ids: string[] = [];
