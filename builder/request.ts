@@ -34,7 +34,8 @@ const schema = z
     dockerfile: innerPath.optional(),
     context: z.union([gitContext, uploadContext]),
     platforms: z
-      .array(z.string().refine((p) => parsePlatform(p) !== undefined, 'a platform such as linux/amd64'))
+      // Platforms name queues and directories: letters and digits only, as every real os, arch and variant.
+      .array(z.string().refine((p) => parsePlatform(p) !== undefined && /^[a-z0-9]+(\/[a-z0-9]+){1,2}$/.test(formatPlatform(p)), 'a platform such as linux/amd64'))
       .min(1)
       .max(8)
       .optional(),

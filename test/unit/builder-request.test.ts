@@ -43,6 +43,10 @@ describe('builder: build requests', () => {
       [{ recipe: 'dify-api', context: { ref: '--upload-pack=x' } }, /ref/],
       [{ recipe: 'dify-api', context: { ref: '1', path: '../x' } }, /context/],
       [{ recipe: 'dify-api', context: { ref: '1' }, platforms: ['linux'] }, /platforms/],
+      // Not the name of a queue or a directory (with Redis, these were a 500).
+      [{ recipe: 'dify-api', context: { ref: '1' }, platforms: ['linux/arm_64'] }, /platforms/],
+      [{ recipe: 'dify-api', context: { ref: '1' }, platforms: ['linux/amd64:x'] }, /platforms/],
+      [{ recipe: 'dify-api', context: { ref: '1' }, platforms: ['linux/x86_64/v3.1'] }, /platforms/],
       [{ recipe: 'dify-api', context: { ref: '1' }, tags: ['bad tag'] }, /tags/],
       [{ recipe: 'dify-api', context: { upload: '01234567-89ab-cdef-0123-456789abcdef' } }, /needs tags/],
       [{ recipe: 'dify-api', context: { ref: '1' }, layouts: ['prefix'] }, /layouts/],
