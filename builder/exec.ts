@@ -88,6 +88,9 @@ function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   }
 }
 
+/** Longer lines are cut into pieces of this size: output without newlines must not grow without bound. */
+const MAX_LINE = 16 * 1024;
+
 function splitLines(stream: Readable, onLine: (line: string) => void): Promise<void> {
   return new Promise((resolve) => {
     let rest = '';
@@ -95,7 +98,12 @@ function splitLines(stream: Readable, onLine: (line: string) => void): Promise<v
     stream.on('data', (chunk: string) => {
       const parts = (rest + chunk).split(/\r?\n|\r/);
       rest = parts.pop() ?? '';
-      for (const part of parts) onLine(part);
+      for (const part of parts) for (let at = 0; at < part.length || at === 0; at += MAX_LINE) onLine(part.slice(at, at + MAX_LINE));
+      // Kept short, so each chunk costs its own size and not the whole line's so far.
+      while (rest.length >= MAX_LINE) {
+        onLine(rest.slice(0, MAX_LINE));
+        rest = rest.slice(MAX_LINE);
+      }
     });
     stream.on('end', () => {
       if (rest) onLine(rest);
