@@ -8,7 +8,8 @@ import { durationMs } from './config.js';
 import { createStorageDriver } from '../storage-drivers/index.js';
 import type { StorageDriver } from '../storage-drivers/driver.js';
 import { Registry } from './registry/registry.js';
-import { accessLog } from './http/access-log.js';
+import { accessLog, errorLog } from './http/access-log.js';
+import { requestId } from './http/request-id.js';
 import { observeRequests } from './http/observe.js';
 import { ociErrors } from './http/errors.js';
 import { healthRoutes, Readiness } from './http/health.js';
@@ -88,8 +89,9 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   const koa = new Koa({ proxy: false });
   koa.silent = true; // errors are logged once, by the access log
   koa.context.bodyIdleMs = durationMs(config.http.bodytimeout);
-  const observers = [...(metrics.enabled ? [httpMetrics()] : []), ...(config.log.accesslog?.disabled ? [] : [accessLog(logger)])];
-  if (observers.length > 0) koa.use(observeRequests(observers));
+  koa.use(requestId);
+  const observers = [...(metrics.enabled ? [httpMetrics()] : []), config.log.accesslog?.disabled ? errorLog(logger) : accessLog(logger)];
+  koa.use(observeRequests(observers));
   // Events are built once the response is decided, and delivered in the background.
   const notifier = Notifier.fromConfig(config, registry, logger);
   if (notifier) koa.use(notifier.middleware());

@@ -1,46 +1,48 @@
 // One JSON line per request: method, route template, status, bytes, duration, repository, user, job id,
 // request id. Never the URL or headers: query strings and Authorization carry tokens and credentials.
-import { randomUUID } from 'node:crypto';
 import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import { routeTemplate } from '../metrics/route-template.js';
 import { accessLineWriter, type AccessEntry } from '../logging/access-line.js';
 import type { RequestObserver } from './observe.js';
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
+/** The line of one request (http/request-id.ts gave it its id), or of its failure. */
 export function accessLog(logger: Logger): RequestObserver {
   const writeLine = accessLineWriter(logger);
-  const write = (ctx: Context, requestId: string, durationMs: number, bytesIn: number, bytesOut: number) => {
-    // The timing and byte counts are known now; the rest is read at format time.
-    const entry = (): AccessEntry => ({
-      requestId,
-      method: ctx.method,
-      route: routeTemplate(ctx),
-      status: ctx.status,
-      repository: ctx.state.repository,
-      user: ctx.state.user,
-      jobId: jobIdOf(ctx),
-      bytesIn,
-      bytesOut,
-      durationMs,
-      remote: (ctx.state.clientAddress as string | undefined) ?? ctx.ip,
-      userAgent: ctx.req.headers['user-agent'] || undefined,
-      error: ctx.state.errorCode,
-    });
-    if (ctx.state.internalError) logger.error({ ...entry(), err: ctx.state.internalError }, 'request failed');
-    else writeLine(entry);
-  };
   return {
-    begin(ctx) {
-      const incoming = ctx.req.headers['x-request-id'];
-      const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-      ctx.state.requestId = requestId;
-      ctx.set('X-Request-Id', requestId);
-    },
     end(ctx, durationMs, bytesIn, bytesOut) {
-      write(ctx, ctx.state.requestId as string, durationMs, bytesIn, bytesOut);
+      // The timing and byte counts are known now; the rest is read at format time.
+      const entry = (): AccessEntry => entryOf(ctx, durationMs, bytesIn, bytesOut);
+      if (ctx.state.internalError) logger.error({ ...entry(), err: ctx.state.internalError }, 'request failed');
+      else writeLine(entry);
     },
+  };
+}
+
+/** With the access log off (log.accesslog.disabled), failures are still logged, as Distribution does. */
+export function errorLog(logger: Logger): RequestObserver {
+  return {
+    end(ctx, durationMs, bytesIn, bytesOut) {
+      if (ctx.state.internalError) logger.error({ ...entryOf(ctx, durationMs, bytesIn, bytesOut), err: ctx.state.internalError }, 'request failed');
+    },
+  };
+}
+
+function entryOf(ctx: Context, durationMs: number, bytesIn: number, bytesOut: number): AccessEntry {
+  return {
+    requestId: ctx.state.requestId as string,
+    method: ctx.method,
+    route: routeTemplate(ctx),
+    status: ctx.status,
+    repository: ctx.state.repository,
+    user: ctx.state.user,
+    jobId: jobIdOf(ctx),
+    bytesIn,
+    bytesOut,
+    durationMs,
+    remote: (ctx.state.clientAddress as string | undefined) ?? ctx.ip,
+    userAgent: ctx.req.headers['user-agent'] || undefined,
+    error: ctx.state.errorCode,
   };
 }
 

@@ -129,6 +129,27 @@ describe('lifecycle', function () {
     });
   });
 
+  it('with the access log off: still request ids, and failures are still logged (no line per request)', async () => {
+    const registry = await startRegistry({ config: { log: { accesslog: { disabled: true } } } });
+    try {
+      const ok = await fetch(`${registry.url}/v2/`);
+      expect(ok.headers.get('x-request-id')).to.match(/^[0-9a-f-]{36}$/);
+      // A file where the driver needs a directory: every write fails, a server error.
+      const tmp = join(registry.root, '_tmp');
+      await rm(tmp, { recursive: true, force: true });
+      await writeFile(tmp, 'in the way');
+      const failed = await request(`${registry.url}/v2/errlog/blobs/uploads/?digest=${sha256(Buffer.from('x'))}`, 'POST', Buffer.from('x'));
+      expect(failed.status).to.be.at.least(500);
+      const id = failed.headers['x-request-id'];
+      await new Promise((r) => setTimeout(r, 200));
+      const entries = (await readFile(registry.daemon.logFile, 'utf8')).split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+      expect(entries.find((e) => e.msg === 'request failed' && e.requestId === id), 'the failure, with its request id').to.not.equal(undefined);
+      expect(entries.filter((e) => e.msg === 'request'), 'no access lines').to.deep.equal([]);
+    } finally {
+      await registry.stop();
+    }
+  });
+
   describe('one registry', () => {
     let registry: RunningRegistry;
     before(async () => {
