@@ -51,6 +51,8 @@ export interface EndpointOptions {
 }
 
 const MAX_BACKOFF_MS = 60_000;
+/** A 4xx other than 408 and 429: the receiver will never take this event. */
+const REJECTED = 'http_4xx_rejected';
 
 export class NotificationEndpoint {
   private readonly queue: RegistryEvent[] = [];
@@ -95,7 +97,11 @@ export class NotificationEndpoint {
     while (this.queue.length > 0 && this.failuresInARow === 0 && Date.now() < deadline) await sleep(50);
     this.closed = true;
     this.wake?.();
-    if (this.queue.length > 0) dropped.inc({ endpoint: this.options.name }, this.queue.length);
+    if (this.queue.length > 0) {
+      dropped.inc({ endpoint: this.options.name }, this.queue.length);
+      // Nobody scrapes the counter after this process ends: say it where operators will look.
+      this.logger.warn({ endpoint: this.options.name, dropped: this.queue.length }, 'notification events not delivered before shutdown: dropped');
+    }
     this.queue.length = 0;
     pending.set({ endpoint: this.options.name }, 0);
   }
@@ -107,7 +113,14 @@ export class NotificationEndpoint {
       while (!this.closed && this.queue.length > 0) {
         const event = this.queue[0]!;
         const failure = await this.send(event);
-        if (failure === undefined) {
+        if (failure === REJECTED) {
+          // The receiver refuses this event (4xx): sending it again will not change that, and every later
+          // event would wait behind it. Dropped and counted; the endpoint itself is fine.
+          if (this.queue[0] === event) this.queue.shift();
+          failures.inc({ endpoint, reason: failure });
+          dropped.inc({ endpoint });
+          this.logger.warn({ endpoint, action: event.action, id: event.id }, 'notification endpoint refused an event (4xx): dropped');
+        } else if (failure === undefined) {
           // The queue may have dropped this event (full) while it was in flight.
           if (this.queue[0] === event) this.queue.shift();
           delivered.inc({ endpoint });
@@ -140,7 +153,8 @@ export class NotificationEndpoint {
       });
       await response.arrayBuffer().catch(() => undefined);
       if (response.status >= 200 && response.status < 300) return undefined;
-      return response.status >= 500 ? 'http_5xx' : 'http_4xx';
+      if (response.status === 408 || response.status === 429) return 'http_4xx';
+      return response.status >= 500 ? 'http_5xx' : REJECTED;
     } catch (error) {
       return (error as Error).name === 'TimeoutError' ? 'timeout' : 'network';
     }

@@ -147,6 +147,8 @@ describe('observability: webhook endpoint', () => {
   let url: string;
   let received: Array<{ body: { events: RegistryEvent[] }; headers: http.IncomingHttpHeaders }> = [];
   let failFirst = 0;
+  /** Events the receiver refuses with this status (a 4xx), by id. */
+  let refuse: Record<string, number> = {};
 
   before(async () => {
     server = http.createServer((req, res) => {
@@ -154,7 +156,9 @@ describe('observability: webhook endpoint', () => {
       req.on('data', (part: Buffer) => parts.push(part));
       req.on('end', () => {
         received.push({ body: JSON.parse(Buffer.concat(parts).toString('utf8')) as { events: RegistryEvent[] }, headers: req.headers });
-        if (failFirst > 0) {
+        const refused = refuse[received.at(-1)!.body.events[0]!.id];
+        if (refused) res.writeHead(refused).end();
+        else if (failFirst > 0) {
           failFirst--;
           res.writeHead(500).end();
         } else res.writeHead(200).end();
@@ -167,6 +171,7 @@ describe('observability: webhook endpoint', () => {
   beforeEach(() => {
     received = [];
     failFirst = 0;
+    refuse = {};
   });
 
   const event = (n: number): RegistryEvent => ({
@@ -219,6 +224,35 @@ describe('observability: webhook endpoint', () => {
     expect(delta('registry_notifications_delivered_total', { endpoint: 'flaky-unit' })).to.equal(2);
     expect(valueOf(after, 'registry_notifications_pending', { endpoint: 'flaky-unit' })).to.equal(0);
     await endpoint.close(100);
+  });
+
+  it('drops an event the receiver refuses (4xx) instead of holding every later one behind it; 408 and 429 are retried', async () => {
+    refuse = { 'event-1': 400 };
+    failFirst = 0;
+    const warnings: unknown[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line)) });
+    const endpoint = new NotificationEndpoint({ name: 'refusing', url, headers: {}, timeoutMs: 1_000, threshold: 3, backoffMs: 10, queueSize: 10 }, logger);
+    for (let i = 0; i < 3; i++) endpoint.enqueue(event(i));
+    await waitFor(() => received.filter((r) => r.body.events[0]!.id === 'event-2').length === 1);
+    expect(received.map((r) => r.body.events[0]!.id)).to.deep.equal(['event-0', 'event-1', 'event-2']);
+    expect(JSON.stringify(warnings)).to.contain('refused an event');
+    refuse = { 'event-3': 429 };
+    endpoint.enqueue(event(3));
+    await waitFor(() => received.length >= 5);
+    refuse = {};
+    await waitFor(() => endpoint.length === 0);
+    expect(received.slice(3).map((r) => r.body.events[0]!.id).every((id) => id === 'event-3'), 'a 429 is retried').to.equal(true);
+    await endpoint.close(100);
+  });
+
+  it('says in the log how many events a shutdown dropped', async () => {
+    failFirst = 1_000;
+    const warnings: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line) as Record<string, unknown>) });
+    const endpoint = new NotificationEndpoint({ name: 'closing', url, headers: {}, timeoutMs: 1_000, threshold: 100, backoffMs: 10_000, queueSize: 10 }, logger);
+    for (let i = 0; i < 4; i++) endpoint.enqueue(event(i));
+    await endpoint.close(0);
+    expect(warnings.find((w) => w.dropped === 4 && w.endpoint === 'closing')).to.not.equal(undefined);
   });
 
   it('keeps memory bounded: a full queue drops its oldest events', async () => {
