@@ -19,10 +19,16 @@ interface Filtered {
 
 /** How long close() lets endpoints deliver what is queued. */
 const CLOSE_GRACE_MS = 2_000;
+/**
+ * Blob size lookups in flight at most. They run side by side (events still leave in order); past this,
+ * events go without a size rather than pile up in memory behind slow storage.
+ */
+const MAX_SIZE_LOOKUPS = 256;
 
 export class Notifier {
   private readonly source: EventSource;
   private publishing: Promise<void> = Promise.resolve();
+  private sizeLookups = 0;
 
   constructor(
     private readonly endpoints: Filtered[],
@@ -73,31 +79,39 @@ export class Notifier {
 
   /** Events are queued in the order their requests finished, also when one waits for its size. */
   publish(pending: PendingEvent): Promise<void> {
-    this.publishing = this.publishing.then(() => this.route(pending)).catch((error: unknown) => {
+    const { event } = pending;
+    const needsSize = event.target.size === undefined && pending.kind === 'blob' && event.action !== 'delete';
+    const size = needsSize && this.sizeLookups < MAX_SIZE_LOOKUPS ? this.sizeOf(event) : undefined;
+    this.publishing = this.publishing.then(async () => this.route(pending, await size)).catch((error: unknown) => {
       this.logger.warn({ err: error }, 'notification event not queued');
     });
     return this.publishing;
   }
 
-  private async route(pending: PendingEvent): Promise<void> {
+  private route(pending: PendingEvent, size: number | undefined): void {
     const { event } = pending;
     const wanted = this.endpoints.filter(
       (filtered) => !filtered.ignoredActions.has(event.action) && !(event.target.mediaType && filtered.ignoredMediaTypes.has(event.target.mediaType)),
     );
     if (wanted.length === 0) return;
-    if (event.target.size === undefined && pending.kind === 'blob' && event.action !== 'delete') await this.fillSize(event);
+    if (size !== undefined) event.target = { ...event.target, size, length: size };
     for (const { endpoint } of wanted) endpoint.enqueue(event);
   }
 
   async close(): Promise<void> {
+    await this.publishing; // events waiting for their size reach the endpoints first
     await Promise.all(this.endpoints.map(({ endpoint }) => endpoint.close(CLOSE_GRACE_MS)));
   }
 
   /** An upload's answer does not carry the blob's size: read it (cached) after the response. */
-  private async fillSize(event: RegistryEvent): Promise<void> {
+  private async sizeOf(event: RegistryEvent): Promise<number | undefined> {
     const digest = event.target.digest ? parseDigest(event.target.digest) : undefined;
-    if (!digest) return;
-    const size = await this.registry.blobs.statGlobal(digest).catch(() => undefined);
-    if (size !== undefined) event.target = { ...event.target, size, length: size };
+    if (!digest) return undefined;
+    this.sizeLookups++;
+    try {
+      return await this.registry.blobs.statGlobal(digest).catch(() => undefined);
+    } finally {
+      this.sizeLookups--;
+    }
   }
 }
