@@ -317,6 +317,16 @@ export class LocalJobQueue implements JobQueue {
   }
 
   private async tick(): Promise<void> {
+    if (this.lock?.isHeld?.() === false) {
+      // Our renewals failed long enough that another process may be the runner now (it marks our running
+      // jobs interrupted): stop ours, leave their records to it, and stand by.
+      this.logger.warn({ jobs: [...this.live.keys()] }, 'job runner: lost the runner lock; stopping its jobs');
+      for (const live of this.live.values()) {
+        live.abandoned = true;
+        this.abort(live, 'shutdown');
+      }
+      this.lock = undefined;
+    }
     if (!this.lock) {
       if (Date.now() - this.lastLockTry < this.options.standbyIntervalMs) return;
       this.lastLockTry = Date.now();

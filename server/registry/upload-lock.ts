@@ -31,18 +31,19 @@ export interface HeldLock {
   isHeld?(): boolean;
 }
 
-export async function tryLock(driver: StorageDriver, path: string, now = Date.now): Promise<HeldLock | undefined> {
+/** `now` and `renewMs` are the clock and the renewal period (tests shorten it). */
+export async function tryLock(driver: StorageDriver, path: string, now = Date.now, renewMs = RENEW_MS): Promise<HeldLock | undefined> {
   const { token, content } = owner(now);
   // Twice at most: the lock may be released between a failed claim and reading it.
   for (let attempt = 0; attempt < 2; attempt++) {
-    if (await driver.putContentIfAbsent(path, content())) return held(driver, path, token, content, now);
+    if (await driver.putContentIfAbsent(path, content())) return held(driver, path, token, content, now, renewMs);
     const current = await driver.getContent(path).catch(() => undefined);
     if (current === undefined) continue;
     if (!isStale(parseOwner(current), now())) return undefined;
     const marker = `${path}.takeover-${createHash('sha256').update(current).digest('hex').slice(0, 16)}`;
     if (!(await driver.putContentIfAbsent(marker, content()))) return undefined;
     await driver.putContent(path, content());
-    return held(driver, path, token, content, now);
+    return held(driver, path, token, content, now, renewMs);
   }
   return undefined;
 }
@@ -50,7 +51,7 @@ export async function tryLock(driver: StorageDriver, path: string, now = Date.no
 /** The lock if nobody holds it, else undefined; a stale holder is not looked at (one request only). */
 export async function lockIfFree(driver: StorageDriver, path: string, now = Date.now): Promise<HeldLock | undefined> {
   const { token, content } = owner(now);
-  return (await driver.putContentIfAbsent(path, content())) ? held(driver, path, token, content, now) : undefined;
+  return (await driver.putContentIfAbsent(path, content())) ? held(driver, path, token, content, now, RENEW_MS) : undefined;
 }
 
 function owner(now: () => number): { token: string; content: () => string } {
@@ -59,17 +60,35 @@ function owner(now: () => number): { token: string; content: () => string } {
   return { token, content };
 }
 
-function held(driver: StorageDriver, path: string, token: string, content: () => string, now: () => number): HeldLock {
+function held(driver: StorageDriver, path: string, token: string, content: () => string, now: () => number, renewMs: number): HeldLock {
   let writtenAt = now();
-  const renewal = setInterval(() => {
-    const at = now();
-    driver.putContent(path, content()).then(() => (writtenAt = at), () => undefined);
-  }, RENEW_MS);
-  renewal.unref();
   let abandoned = false;
+  // Once unsure of the lock, the holder has lost it for good: someone may have taken it over, and
+  // renewing then would overwrite the new holder's lock.
+  let lost = false;
+  const sure = () => !abandoned && !lost && now() - writtenAt < TTL_MS / 2;
+  const renewal = setInterval(() => {
+    if (!sure()) {
+      lost = !abandoned;
+      clearInterval(renewal);
+      return;
+    }
+    const at = now();
+    void (async () => {
+      const current = await driver.getContent(path).catch(() => undefined);
+      if (current !== undefined && parseOwner(current).token !== token) {
+        lost = true;
+        clearInterval(renewal);
+        return;
+      }
+      await driver.putContent(path, content());
+      writtenAt = at;
+    })().catch(() => undefined);
+  }, renewMs);
+  renewal.unref();
   return {
     // The margin of `release`: well within the expiry we last wrote, nobody can have taken it over.
-    isHeld: () => !abandoned && now() - writtenAt < TTL_MS / 2,
+    isHeld: sure,
     abandon() {
       clearInterval(renewal);
       abandoned = true;
@@ -80,7 +99,7 @@ function held(driver: StorageDriver, path: string, token: string, content: () =>
       // Only our own lock: after an expiry someone else may hold it now. Well within the expiry we last
       // wrote it is still ours (a live holder is never taken over before it), so no read is needed; the
       // margin covers clocks of other replicas running ahead.
-      if (now() - writtenAt < TTL_MS / 2) return driver.deleteFile(path);
+      if (!lost && now() - writtenAt < TTL_MS / 2) return driver.deleteFile(path);
       const current = await driver.getContent(path).catch(() => undefined);
       if (current && parseOwner(current).token === token) await driver.deleteFile(path);
     },

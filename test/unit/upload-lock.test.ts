@@ -64,6 +64,29 @@ describe('upload lock', () => {
     await lock.release();
   });
 
+  it('once unsure, lost for good: later renewals neither bring it back nor overwrite a new holder', async () => {
+    let at = 1_000_000;
+    const lock = (await tryLock(driver, path, () => at, 10))!;
+    at += 31_000; // renewals did not land for half the expiry
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    at -= 31_000; // storage is back: a renewal would succeed now
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(lock.isHeld!()).to.equal(false);
+    await owner({ expires: Date.now() + 60_000, host: 'other', pid: 1, instance: 'x', token: 'theirs' });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await lock.release();
+    expect(JSON.parse((await driver.getContent(path)).toString()).token, 'the new holder keeps its lock').to.equal('theirs');
+  });
+
+  it('is lost when a renewal finds another holder\'s lock in its place', async () => {
+    const lock = (await tryLock(driver, path, Date.now, 10))!;
+    await owner({ expires: Date.now() + 60_000, host: 'other', pid: 1, instance: 'x', token: 'theirs' });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(lock.isHeld!()).to.equal(false);
+    await lock.release();
+    expect(JSON.parse((await driver.getContent(path)).toString()).token).to.equal('theirs');
+  });
+
   it('lets one of many concurrent claims win', async () => {
     const locks = await Promise.all(Array.from({ length: 8 }, () => tryLock(driver, path)));
     const held = locks.filter((lock) => lock !== undefined);
