@@ -167,7 +167,12 @@ export class S3Driver implements StorageDriver {
       return true;
     } catch (error) {
       const status = (error as S3ServiceException).$metadata?.httpStatusCode;
-      if (status === 412 || status === 409) return false;
+      if (status === 412 || status === 409) {
+        // Taken. When the SDK sent the request again (the first answer was lost), maybe by this very write:
+        // what is stored tells (claims and locks carry a random token).
+        if (((error as S3ServiceException).$metadata?.attempts ?? 1) <= 1) return false;
+        return (await this.getContent(path).catch(() => undefined))?.equals(toBuffer(content)) === true;
+      }
       throw translate(error, path);
     }
   }
@@ -269,7 +274,7 @@ export class S3Driver implements StorageDriver {
     // The object at the key itself goes in the first DeleteObjects batch of the directory's listing.
     await this.deletePrefix(path, this.dirPrefix(path), key ? [key] : []);
     if (options.finished) return;
-    if (key) await this.deletePrefix(path, tailPrefix(key));
+    if (key) await this.deleteTails(path, key);
     await this.abortMultipartUploads(path, key, (upload) => upload === key || upload.startsWith(this.dirPrefix(path)));
   }
 
@@ -291,13 +296,22 @@ export class S3Driver implements StorageDriver {
   }
 
   /** Deletes every object whose key starts with `prefix`, and `alsoKeys` (missing ones are no error). */
-  async deletePrefix(path: string, prefix: string, alsoKeys: string[] = []): Promise<void> {
+  /**
+   * The checkpoint tails of the file at `key` (`<key>.tail-<uuid>`), and nothing else under that prefix: a
+   * tag `v1.tail-keep` or a repository `app.tail-x` shares it.
+   */
+  async deleteTails(path: string, key: string): Promise<void> {
+    const prefix = tailPrefix(key);
+    await this.deletePrefix(path, prefix, [], (candidate) => TAIL_ID.test(candidate.slice(prefix.length)));
+  }
+
+  async deletePrefix(path: string, prefix: string, alsoKeys: string[] = [], only: (key: string) => boolean = () => true): Promise<void> {
     let token: string | undefined;
     let extra = alsoKeys.map((Key) => ({ Key }));
     do {
       // A page holds up to 1,000 keys, as many as one DeleteObjects takes: the extra keys ride along only if they fit.
       const page = await this.call(path, (client) => client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: prefix, ContinuationToken: token })));
-      let keys = (page.Contents ?? []).map((object) => ({ Key: object.Key! }));
+      let keys = (page.Contents ?? []).filter((object) => only(object.Key!)).map((object) => ({ Key: object.Key! }));
       if (keys.length + extra.length <= 1000) {
         keys = [...extra, ...keys];
         extra = [];
@@ -578,7 +592,7 @@ class S3Writer implements FileWriter {
     // Tails of earlier checkpoints are garbage now that the file is whole. (A writer that crashed after
     // writing a tail, before its checkpoint was saved, leaves one that the flag does not know of: the
     // upload store deletes the session's whole directory, tails included.)
-    if (this.resumed && this.token.tails) await this.driver.deletePrefix(this.path, tailPrefix(this.driver.key(this.path))).catch(() => undefined);
+    if (this.resumed && this.token.tails) await this.driver.deleteTails(this.path, this.driver.key(this.path)).catch(() => undefined);
   }
 
   /**
@@ -779,6 +793,8 @@ function unsignedPayloads(next: (args: { request: unknown }) => Promise<unknown>
 }
 
 /** Where the checkpoint tails of the file at `key` live: beside it, so deleting its directory removes them. */
+const TAIL_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 function tailPrefix(key: string): string {
   return `${key}.tail-`;
 }

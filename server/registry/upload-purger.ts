@@ -14,8 +14,9 @@ const LOCK = 'maintenance/uploadpurging';
 
 /**
  * Removes abandoned upload sessions; returns the session directories it removed (or would remove). Also
- * aborts what a crashed process left of a blob written straight to its content-addressed path (monolithic
- * pushes on S3: an unfinished multipart upload there, invisible but paid for).
+ * aborts unfinished writes older than the age that no session accounts for: what a crashed process left of
+ * a blob written straight to its content-addressed path (monolithic pushes on S3), and multipart uploads of
+ * sessions that lost track of them (invisible, but paid for).
  */
 export async function purgeUploads(driver: StorageDriver, options: PurgeOptions, now = new Date()): Promise<string[]> {
   const purged: string[] = [];
@@ -26,7 +27,11 @@ export async function purgeUploads(driver: StorageDriver, options: PurgeOptions,
     purged.push(sessionDir);
     if (!options.dryRun) await driver.delete(sessionDir);
   }
-  if (!options.dryRun && driver.abortStaleWriters) await driver.abortStaleWriters(BLOBS, new Date(cutoff));
+  if (!options.dryRun && driver.abortStaleWriters) {
+    await driver.abortStaleWriters(BLOBS, new Date(cutoff));
+    // Also what no session names any more: a part whose state was never saved, a commit that failed half-way.
+    await driver.abortStaleWriters(REPOSITORIES, new Date(cutoff));
+  }
   return purged;
 }
 

@@ -112,7 +112,13 @@ export class UploadStore {
       await writer?.cancel();
       throw error;
     }
-    if (writer) await this.blobs.storeData(digest, size, () => writer.commit());
+    if (writer) {
+      // A failure here (a cache update, the commit itself) must not leave the upload open until purged.
+      await this.blobs.storeData(digest, size, () => writer.commit()).catch(async (error: unknown) => {
+        await writer.cancel().catch(() => undefined);
+        throw error;
+      });
+    }
     // Already stored and garbage collection removes it now: BlobDataGoneError asks the client to push again.
     await this.blobs.link(name, digest);
     return { digest: digest.digest, size };
@@ -171,8 +177,14 @@ export class UploadStore {
       .catch((error: unknown) => Promise.reject(sessionGone(error, state)));
     let received = 0;
     let checkpoint: WriterCheckpoint | undefined;
+    // A holder that stalled past its lock's expiry (a paused process) may have been taken over: it must not
+    // write another byte into data that is someone else's now.
+    const stillHolds = () => {
+      if (claim.lock.isHeld?.() === false) throw uploadBusy(state);
+    };
     try {
-      if (chunk) received = await this.copyChunk(chunk, writer, hash);
+      if (chunk) received = await this.copyChunk(chunk, writer, hash, stillHolds);
+      stillHolds();
       if (mode === 'finish') await writer.commit();
       else checkpoint = await writer.checkpoint();
     } catch (error) {
@@ -216,13 +228,14 @@ export class UploadStore {
     return { ...chunk, length: declared };
   }
 
-  /** Streams the chunk into `writer` (or nowhere: only hashed) and checks its length. */
-  private async copyChunk(chunk: Chunk, writer: FileWriter | undefined, hash: Hash | undefined): Promise<number> {
+  /** Streams the chunk into `writer` (or nowhere: only hashed) and checks its length; `beforeWrite` may refuse. */
+  private async copyChunk(chunk: Chunk, writer: FileWriter | undefined, hash: Hash | undefined, beforeWrite?: () => void): Promise<number> {
     let received = 0;
     for await (const data of chunk.body) {
       received += data.length;
       if (chunk.length !== undefined && received > chunk.length) break;
       hash?.update(data);
+      beforeWrite?.();
       await writer?.write(data);
     }
     if (chunk.length !== undefined && received !== chunk.length) {

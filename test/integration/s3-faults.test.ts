@@ -94,6 +94,17 @@ if (testBackends().includes('s3')) {
       expect(sha256(pulled.body)).to.equal(sha256(blob));
     });
 
+    it('survives a lost answer to the create-only write of an upload claim (the retry finds its own claim)', async () => {
+      const blob = randomBlob(64 * 1024);
+      const { location } = await oci.openSession(`${ns}/lost-claim`);
+      // The first chunk's claim (claim-0) is stored, its answer lost; the SDK sends it again and gets 412.
+      proxy.dropNext(1, { at: 'response', match: { method: 'PUT', path: /\/claim-0$/ } });
+      const patched = await oci.patchChunk(location, blob, { start: 0 });
+      expectStatus(patched, 202);
+      expect(proxy.requests.some((r) => r.fault === 'drop')).to.equal(true);
+      expectStatus(await oci.closeUpload(patched.headers.get('location') ?? location, sha256(blob)), 201);
+    });
+
     it('answers 503 UNAVAILABLE when the store keeps failing, and leaves no blob, manifest or tag behind', async () => {
       const repo = `${ns}/down`;
       const blob = randomBlob(64 * 1024);

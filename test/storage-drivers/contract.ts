@@ -678,6 +678,14 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
         await driver.delete('/never/existed/at/all');
       });
 
+      it('deletes a tree, not a sibling whose name looks like a checkpoint tail of it (a tag v1.tail-keep)', async () => {
+        await driver.putContent('/del/tags/v1/current/link', 'v1');
+        await driver.putContent('/del/tags/v1.tail-keep/current/link', 'kept');
+        await driver.putContent('/del/tags/v1.tail-01234567-89ab-cdef-0123-456789abcdef/current/link', 'kept too');
+        await driver.delete('/del/tags/v1');
+        expectSameSet(await driver.list('/del/tags'), ['/del/tags/v1.tail-keep', '/del/tags/v1.tail-01234567-89ab-cdef-0123-456789abcdef'], 'siblings kept');
+      });
+
       it('deletes with { finished: true } a tree whose writers committed, a single file, and missing paths', async () => {
         const writer = await driver.writer('/del/fin/tree/data');
         await writer.write(randomBytes(6 * MiB));

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { FilesystemDriver } from '../../storage-drivers/filesystem.js';
 import { BlobStore } from '../../server/registry/blob-store.js';
-import { paths } from '../../server/registry/paths.js';
+import { BLOBS, paths, REPOSITORIES } from '../../server/registry/paths.js';
 import { UploadStore } from '../../server/registry/upload-store.js';
 import { purgeUploads } from '../../server/registry/upload-purger.js';
 import { tempDir } from './support.js';
@@ -35,6 +35,22 @@ describe('upload purging', () => {
     await uploads.get('a/b.c/young', young);
     const error = await uploads.get('a/b.c/old', old).then(() => undefined, (e: { code?: string }) => e);
     expect(error?.code).to.equal('BLOB_UPLOAD_UNKNOWN');
+  });
+
+  it('aborts stale unfinished writes under blobs and repositories (where the driver has them), older than the age', async () => {
+    const calls: Array<[string, number]> = [];
+    const withWriters = Object.assign(Object.create(driver) as FilesystemDriver, {
+      abortStaleWriters: async (path: string, startedBefore: Date) => {
+        calls.push([path, startedBefore.getTime()]);
+        return 0;
+      },
+    });
+    const now = new Date();
+    await purgeUploads(withWriters, { ageMs: 168 * HOUR, dryRun: false }, now);
+    expect(calls).to.deep.equal([[BLOBS, now.getTime() - 168 * HOUR], [REPOSITORIES, now.getTime() - 168 * HOUR]]);
+    calls.length = 0;
+    await purgeUploads(withWriters, { ageMs: 168 * HOUR, dryRun: true }, now);
+    expect(calls, 'not in a dry run').to.deep.equal([]);
   });
 
   it('only reports in dry-run mode', async () => {

@@ -2,13 +2,14 @@ import { hostname } from 'node:os';
 import { appendFile, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { PathNotFoundError } from '../../storage-drivers/driver.js';
+import { PathNotFoundError, type FileWriter, type WriterOptions } from '../../storage-drivers/driver.js';
 import { FilesystemDriver } from '../../storage-drivers/filesystem.js';
 import { BlobStore } from '../../server/registry/blob-store.js';
 import { digestOf, parseDigest } from '../../server/registry/digest.js';
 import { paths } from '../../server/registry/paths.js';
 import { rangeHeader } from '../../server/registry/errors.js';
 import { UploadStore } from '../../server/registry/upload-store.js';
+import { StorageUploadSessions } from '../../server/registry/upload-sessions.js';
 import { bodyOf, readAll, rejectsOci, rejectsWith, tempDir } from './support.js';
 
 const NAME = 'ddn-k8s/docker.io/langgenius/dify-api';
@@ -277,6 +278,58 @@ describe('upload store', () => {
     expect((await put).size).to.equal(10);
     expect(await blobContent('last chunk')).to.equal('last chunk');
     expect(await readdir(onDisk(`${paths.repository(NAME)}/_uploads`))).to.not.include(state.id);
+  });
+
+  it('a single-request push whose commit fails cancels its writer (nothing left open until purged)', async () => {
+    let cancelled = 0;
+    const atomic = Object.assign(Object.create(driver) as FilesystemDriver, {
+      writersCommitAtomically: true,
+      async writer(path: string, options?: WriterOptions) {
+        const inner = await driver.writer(path, options);
+        return Object.assign(Object.create(inner) as FileWriter, {
+          write: (chunk: Buffer) => inner.write(chunk),
+          commit: async () => Promise.reject(new Error('commit failed')),
+          cancel: async () => {
+            cancelled++;
+            await inner.cancel();
+          },
+        });
+      },
+    });
+    const store = new UploadStore(atomic, new BlobStore(atomic));
+    const error = await store.putWhole(NAME, digest('whole'), { body: bodyOf('whole'), length: 5 }).then(() => undefined, (e: Error) => e);
+    expect(error?.message).to.equal('commit failed');
+    expect(cancelled).to.equal(1);
+  });
+
+  it('a writer whose claim is no longer sure (it stalled past the expiry) stops writing: 416, nothing of the chunk kept', async () => {
+    const base = new StorageUploadSessions(driver);
+    let held = true;
+    const sessions = Object.assign(Object.create(base) as StorageUploadSessions, {
+      async claim(name: string, id: string) {
+        const claim = await base.claim(name, id);
+        // The same claim (save checks its class), its lock as sure as the test says.
+        return claim && (Object.create(claim, { lock: { value: { release: () => claim.lock.release(), abandon: () => claim.lock.abandon?.(), isHeld: () => held } } }) as typeof claim);
+      },
+    });
+    const store = new UploadStore(driver, new BlobStore(driver), sessions);
+    const state = await store.create(NAME);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let started!: () => void;
+    const writing = new Promise<void>((resolve) => (started = resolve));
+    async function* stallingBody(): AsyncGenerator<Buffer> {
+      yield Buffer.from('abc');
+      started();
+      await gate;
+      yield Buffer.from('def');
+    }
+    const chunk = store.append(NAME, state.id, { body: stallingBody() });
+    await writing;
+    held = false; // meanwhile, another process took the session over
+    release();
+    await rejectsOci(chunk, 416, 'BLOB_UPLOAD_INVALID');
+    expect((await store.get(NAME, state.id)).offset).to.equal(0);
   });
 
   describe('resuming in another process or after a crash (no live hash)', () => {
