@@ -50,8 +50,22 @@ export class FilesystemDriver implements StorageDriver {
   async putContent(path: string, content: Buffer | string): Promise<void> {
     const target = this.full(path); // validates before anything is written
     const temp = await this.writeTemp(content);
-    await mkdir(dirname(target), { recursive: true });
-    await rename(temp, target);
+    try {
+      // Twice at most: a delete of the directory (a tag deleted meanwhile) may land between the two calls.
+      for (let attempt = 0; ; attempt++) {
+        await mkdir(dirname(target), { recursive: true });
+        try {
+          await rename(temp, target);
+          break;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 0) throw error;
+        }
+      }
+    } catch (error) {
+      await rm(temp, { force: true });
+      throw error;
+    }
+    await syncDirectory(dirname(target));
   }
 
   async putContentIfAbsent(path: string, content: Buffer | string): Promise<boolean> {
@@ -61,6 +75,7 @@ export class FilesystemDriver implements StorageDriver {
     const temp = await this.writeTemp(content);
     try {
       await link(temp, target);
+      await syncDirectory(dirname(target));
       return true;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
@@ -171,6 +186,7 @@ export class FilesystemDriver implements StorageDriver {
     } catch (error) {
       throw translate(error, source);
     }
+    await syncDirectory(dirname(target));
   }
 
   async delete(path: string): Promise<void> {
@@ -184,7 +200,8 @@ export class FilesystemDriver implements StorageDriver {
       if (code === 'ENOENT') return;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') throw error;
     }
-    await rm(full, { recursive: true, force: true });
+    // Retried: a file written into the tree meanwhile (a tag set racing its delete) makes a pass fail.
+    await rm(full, { recursive: true, force: true, maxRetries: 3, retryDelay: 10 });
   }
 
   async deleteFile(path: string): Promise<void> {
@@ -223,10 +240,26 @@ export class FilesystemDriver implements StorageDriver {
     try {
       await handle.writeFile(content);
       await handle.datasync();
-    } finally {
+    } catch (error) {
       await handle.close();
+      await rm(temp, { force: true });
+      throw error;
     }
+    await handle.close();
     return temp;
+  }
+}
+
+/**
+ * A rename or link is durable once its directory is: without this, a blob, manifest or tag acknowledged
+ * with 201 could be gone after a power loss (its bytes were synced, its name was not).
+ */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
   }
 }
 
