@@ -14,7 +14,7 @@ import { RedisUploadSessions } from '../../server/state/redis-upload-sessions.js
 import { sharedRegistryState } from '../../server/state/shared-registry-state.js';
 import { startRedis, startSentinel, type RunningRedis } from '../helpers/redis.js';
 import { waitUntil } from '../helpers/process.js';
-import { bodyOf, rejectsOci, rejectsWith, tempDir } from '../unit/support.js';
+import { bodyOf, gatedBody, rejectsOci, rejectsWith, tempDir } from '../unit/support.js';
 
 const NAME = 'ddn-k8s/docker.io/langgenius/dify-api';
 const silent = pino({ level: 'silent' });
@@ -109,15 +109,9 @@ describe('shared state in Redis', function () {
     it('refuse a second writer while one holds the session (416)', async () => {
       const [a, b] = [replica(), replica()];
       const session = await a.uploads.create(NAME);
-      let release!: () => void;
-      const gate = new Promise<void>((resolve) => (release = resolve));
-      async function* slow(): AsyncGenerator<Buffer> {
-        yield Buffer.from('slow ');
-        await gate;
-        yield Buffer.from('body');
-      }
-      const first = a.uploads.append(NAME, session.id, { body: slow() });
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      const { body, sending, release } = gatedBody('slow ', 'body');
+      const first = a.uploads.append(NAME, session.id, { body });
+      await sending;
       await rejectsOci(b.uploads.append(NAME, session.id, { body: bodyOf('x') }), 416, 'BLOB_UPLOAD_INVALID');
       release();
       expect((await first).offset).to.equal(9);
@@ -125,18 +119,9 @@ describe('shared state in Redis', function () {
     it('end when cancelled on another replica during a chunk: the chunk answers unknown and its data goes', async () => {
       const [a, b] = [replica(), replica()];
       const session = await a.uploads.create(NAME);
-      let release!: () => void;
-      const gate = new Promise<void>((resolve) => (release = resolve));
-      let started!: () => void;
-      const writing = new Promise<void>((resolve) => (started = resolve));
-      async function* slow(): AsyncGenerator<Buffer> {
-        yield Buffer.from('slow ');
-        started();
-        await gate;
-        yield Buffer.from('body');
-      }
-      const chunk = a.uploads.append(NAME, session.id, { body: slow() });
-      await writing;
+      const { body, sending, release } = gatedBody('slow ', 'body');
+      const chunk = a.uploads.append(NAME, session.id, { body });
+      await sending;
       await b.uploads.cancel(NAME, session.id);
       await rejectsOci(a.uploads.get(NAME, session.id), 404, 'BLOB_UPLOAD_UNKNOWN');
       release();

@@ -57,6 +57,24 @@ export async function* bodyOf(...parts: Array<Buffer | string>): AsyncGenerator<
   for (const part of parts) yield Buffer.isBuffer(part) ? part : Buffer.from(part);
 }
 
+/**
+ * A body that sends `first`, then waits for `release()` before it sends `rest`: a chunk in flight. `sending`
+ * resolves once `first` was taken.
+ */
+export function gatedBody(first: string, rest: string): { body: AsyncGenerator<Buffer>; sending: Promise<void>; release: () => void } {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let started!: () => void;
+  const sending = new Promise<void>((resolve) => (started = resolve));
+  async function* body(): AsyncGenerator<Buffer> {
+    yield Buffer.from(first);
+    started();
+    await gate;
+    yield Buffer.from(rest);
+  }
+  return { body: body(), sending, release };
+}
+
 /** A temporary directory per suite: call in `before`, remove with the returned cleanup in `after`. */
 export async function tempDir(prefix: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), `registry-unit-${prefix}-`));

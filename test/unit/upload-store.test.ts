@@ -10,7 +10,7 @@ import { paths } from '../../server/registry/paths.js';
 import { rangeHeader } from '../../server/registry/errors.js';
 import { UploadStore } from '../../server/registry/upload-store.js';
 import { StorageUploadSessions } from '../../server/registry/upload-sessions.js';
-import { bodyOf, readAll, rejectsOci, rejectsWith, tempDir } from './support.js';
+import { bodyOf, gatedBody, readAll, rejectsOci, rejectsWith, tempDir } from './support.js';
 
 const NAME = 'ddn-k8s/docker.io/langgenius/dify-api';
 const digest = (content: string | Buffer, algorithm: 'sha256' | 'sha512' = 'sha256') => parseDigest(digestOf(content, algorithm))!;
@@ -205,18 +205,9 @@ describe('upload store', () => {
 
   it('refuses a concurrent append to the same upload with 416, then accepts the next one', async () => {
     const state = await uploads.create(NAME);
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let started!: () => void;
-    const writing = new Promise<void>((resolve) => (started = resolve));
-    async function* slowBody(): AsyncGenerator<Buffer> {
-      yield Buffer.from('abc');
-      started();
-      await gate;
-      yield Buffer.from('def');
-    }
-    const first = uploads.append(NAME, state.id, { body: slowBody() });
-    await writing;
+    const { body, sending, release } = gatedBody('abc', 'def');
+    const first = uploads.append(NAME, state.id, { body });
+    await sending;
     const error = await rejectsOci(uploads.append(NAME, state.id, { body: bodyOf('zzz') }), 416, 'BLOB_UPLOAD_INVALID');
     expect(error.headers).to.deep.equal({ Range: '0-0' });
     // Another process refuses it too (the lock is in storage, not in memory).
@@ -233,18 +224,9 @@ describe('upload store', () => {
     it(`a cancel from ${where} during a chunk ends the session: the chunk answers unknown and nothing is left`, async () => {
       const state = await uploads.create(NAME);
       await uploads.append(NAME, state.id, { body: bodyOf('abc') });
-      let release!: () => void;
-      const gate = new Promise<void>((resolve) => (release = resolve));
-      let started!: () => void;
-      const writing = new Promise<void>((resolve) => (started = resolve));
-      async function* slowBody(): AsyncGenerator<Buffer> {
-        yield Buffer.from('def');
-        started();
-        await gate;
-        yield Buffer.from('ghi');
-      }
-      const chunk = uploads.append(NAME, state.id, { body: slowBody(), range: { start: 3, end: 8 } });
-      await writing;
+      const { body, sending, release } = gatedBody('def', 'ghi');
+      const chunk = uploads.append(NAME, state.id, { body, range: { start: 3, end: 8 } });
+      await sending;
       const canceller = where === 'this process' ? uploads : restarted().uploads;
       await canceller.cancel(NAME, state.id);
       await rejectsOci(uploads.get(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
@@ -261,18 +243,9 @@ describe('upload store', () => {
 
   it('a cancel during the final PUT lets the PUT finish the blob', async () => {
     const state = await uploads.create(NAME);
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let started!: () => void;
-    const writing = new Promise<void>((resolve) => (started = resolve));
-    async function* slowBody(): AsyncGenerator<Buffer> {
-      yield Buffer.from('last ');
-      started();
-      await gate;
-      yield Buffer.from('chunk');
-    }
-    const put = uploads.complete(NAME, state.id, digest('last chunk'), { body: slowBody() });
-    await writing;
+    const { body, sending, release } = gatedBody('last ', 'chunk');
+    const put = uploads.complete(NAME, state.id, digest('last chunk'), { body });
+    await sending;
     await uploads.cancel(NAME, state.id);
     release();
     expect((await put).size).to.equal(10);
@@ -314,18 +287,9 @@ describe('upload store', () => {
     });
     const store = new UploadStore(driver, new BlobStore(driver), sessions);
     const state = await store.create(NAME);
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let started!: () => void;
-    const writing = new Promise<void>((resolve) => (started = resolve));
-    async function* stallingBody(): AsyncGenerator<Buffer> {
-      yield Buffer.from('abc');
-      started();
-      await gate;
-      yield Buffer.from('def');
-    }
-    const chunk = store.append(NAME, state.id, { body: stallingBody() });
-    await writing;
+    const { body, sending, release } = gatedBody('abc', 'def');
+    const chunk = store.append(NAME, state.id, { body });
+    await sending;
     held = false; // meanwhile, another process took the session over
     release();
     await rejectsOci(chunk, 416, 'BLOB_UPLOAD_INVALID');
