@@ -87,7 +87,7 @@ export async function createApp(config: Config, logger: Logger): Promise<App> {
   if (shared && metrics.enabled) unwatch.push(watchRedis(shared));
 
   const koa = new Koa({ proxy: false });
-  koa.silent = true; // errors are logged once, by the access log
+  koa.silent = true; // errors are logged once, by the access log (or the error log when it is off)
   koa.context.bodyIdleMs = durationMs(config.http.bodytimeout);
   koa.use(requestId);
   const observers = [...(metrics.enabled ? [httpMetrics()] : []), config.log.accesslog?.disabled ? errorLog(logger) : accessLog(logger)];

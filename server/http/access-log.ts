@@ -9,12 +9,12 @@ import type { RequestObserver } from './observe.js';
 /** The line of one request (http/request-id.ts gave it its id), or of its failure. */
 export function accessLog(logger: Logger): RequestObserver {
   const writeLine = accessLineWriter(logger);
+  const failures = errorLog(logger);
   return {
     end(ctx, durationMs, bytesIn, bytesOut) {
+      if (ctx.state.internalError) return failures.end(ctx, durationMs, bytesIn, bytesOut);
       // The timing and byte counts are known now; the rest is read at format time.
-      const entry = (): AccessEntry => entryOf(ctx, durationMs, bytesIn, bytesOut);
-      if (ctx.state.internalError) logger.error({ ...entry(), err: ctx.state.internalError }, 'request failed');
-      else writeLine(entry);
+      writeLine(() => entryOf(ctx, durationMs, bytesIn, bytesOut));
     },
   };
 }

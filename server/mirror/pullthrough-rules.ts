@@ -64,7 +64,7 @@ export class PullThroughRules {
   /**
    * The rule serving local repository `name`, and the upstream repository it maps to. `upstream` (from
    * containerd's `?ns=`) keeps only that upstream's rules: a mirror asked for ghcr.io content must never
-   * answer with docker.io's image of the same name. Distribution's proxy mode ignores `?ns=`, as Distribution does.
+   * answer with docker.io's image of the same name. The proxy.remoteurl rule ignores `?ns=`, as Distribution does.
    */
   match(name: string, upstream?: string): PullThroughTarget | undefined {
     for (const rule of this.rules) {

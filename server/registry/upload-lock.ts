@@ -63,13 +63,16 @@ function owner(now: () => number): { token: string; content: () => string } {
 function held(driver: StorageDriver, path: string, token: string, content: () => string, now: () => number, renewMs: number): HeldLock {
   let writtenAt = now();
   let abandoned = false;
-  // Once unsure of the lock, the holder has lost it for good: someone may have taken it over, and
-  // renewing then would overwrite the new holder's lock.
+  // Sure of the lock while well within the expiry it last wrote (nobody takes a live lock over before it;
+  // the margin covers clocks of other replicas running ahead). Once unsure, it is lost for good: renewing
+  // then could overwrite a new holder's lock.
   let lost = false;
-  const sure = () => !abandoned && !lost && now() - writtenAt < TTL_MS / 2;
+  const sure = () => {
+    if (!lost && now() - writtenAt >= TTL_MS / 2) lost = true;
+    return !abandoned && !lost;
+  };
   const renewal = setInterval(() => {
     if (!sure()) {
-      lost = !abandoned;
       clearInterval(renewal);
       return;
     }
@@ -87,7 +90,6 @@ function held(driver: StorageDriver, path: string, token: string, content: () =>
   }, renewMs);
   renewal.unref();
   return {
-    // The margin of `release`: well within the expiry we last wrote, nobody can have taken it over.
     isHeld: sure,
     abandon() {
       clearInterval(renewal);
@@ -96,10 +98,8 @@ function held(driver: StorageDriver, path: string, token: string, content: () =>
     async release() {
       clearInterval(renewal);
       if (abandoned) return;
-      // Only our own lock: after an expiry someone else may hold it now. Well within the expiry we last
-      // wrote it is still ours (a live holder is never taken over before it), so no read is needed; the
-      // margin covers clocks of other replicas running ahead.
-      if (!lost && now() - writtenAt < TTL_MS / 2) return driver.deleteFile(path);
+      // Only our own lock: while sure of it, no read is needed; after that someone else may hold it now.
+      if (sure()) return driver.deleteFile(path);
       const current = await driver.getContent(path).catch(() => undefined);
       if (current && parseOwner(current).token === token) await driver.deleteFile(path);
     },
