@@ -261,6 +261,13 @@ export class PullThrough {
   private async linkIfStored(target: PullThroughTarget, name: string, digest: ParsedDigest): Promise<boolean> {
     if (await this.registry.blobs.isLinked(name, digest)) return (await this.registry.blobs.statGlobal(digest)) !== undefined;
     if ((await this.registry.blobs.statGlobal(digest)) === undefined) return false;
+    // A fetch of this process that has just stored the blob links it next: its link is the upstream's word
+    // (asking the upstream again would answer 503 while it fails, for a blob we just fetched from it).
+    const running = this.inflight.get(`blob ${digest.digest}`);
+    if (running) {
+      await running;
+      if (await this.registry.blobs.isLinked(name, digest)) return true;
+    }
     const { client } = this.pool.get(target.rule.upstream);
     if (!(await this.upstreamCall(() => client.headBlob(target.upstreamRepository, digest.digest)))) return false;
     await this.registry.blobs.link(name, digest);
