@@ -40,7 +40,8 @@ export function tokenRoutes(router: Router, auth: AuthService): void {
       }
       let principal: Principal | undefined;
       try {
-        principal = auth.users.find(await auth.tokens.verifyRefresh(refresh, auth.service));
+        const claims = await auth.tokens.verifyRefresh(refresh, auth.service);
+        principal = auth.users.find(claims.subject, claims.credential);
       } catch (error) {
         if (!(error instanceof TokenError)) throw error;
       }
@@ -77,7 +78,7 @@ async function answer(
   const granted = auth.policy.grant(principal, parseScopes(requested));
   const service = auth.service;
   const issued = await auth.tokens.issue(principal?.name ?? '', service, granted);
-  const refresh = refreshToken ?? (offline && principal ? await auth.tokens.issueRefresh(principal.name, service) : undefined);
+  const refresh = refreshToken ?? (offline && principal ? await refreshTokenFor(auth, principal) : undefined);
   ctx.set('Cache-Control', 'no-store');
   ctx.body = {
     token: issued.token,
@@ -87,6 +88,11 @@ async function answer(
     scope: granted.map(formatScope).join(' '),
     ...(refresh ? { refresh_token: refresh } : {}),
   };
+}
+
+async function refreshTokenFor(auth: AuthService, principal: Principal): Promise<string | undefined> {
+  const credential = auth.users.credentialOf(principal.name);
+  return credential && auth.tokens.issueRefresh(principal.name, auth.service, credential);
 }
 
 /** Issues a token for the requested scopes as far as `ceiling` covers them. */

@@ -1,6 +1,6 @@
 // Token issue and verification (jose). Access tokens follow Docker's token spec: `access` claim, a single
 // string `aud` (the service), `kid` and `x5c` in the header. Refresh tokens (docker login's "offline"
-// tokens) name only the subject and are never accepted as access tokens.
+// tokens) name the subject and a fingerprint of its password (users.ts) and are never accepted as access tokens.
 import { randomUUID, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRemoteJWKSet, jwtVerify, SignJWT, type JWTPayload, type JWTVerifyGetKey } from 'jose';
@@ -30,6 +30,12 @@ export interface IssuedToken {
 export interface VerifiedToken {
   subject: string;
   access: ResourceScope[];
+}
+
+export interface RefreshClaims {
+  subject: string;
+  /** Fingerprint of the password the token was issued under (UserDirectory.credentialOf). */
+  credential: string | undefined;
 }
 
 export class TokenError extends Error {}
@@ -77,9 +83,9 @@ export class TokenService {
     return { subject: typeof payload.sub === 'string' ? payload.sub : '', ceiling: payload.ceiling.filter(isScope) };
   }
 
-  async issueRefresh(subject: string, audience: string): Promise<string> {
+  async issueRefresh(subject: string, audience: string, credential: string): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
-    return this.sign({ typ: 'refresh' }, subject, audience, now, Math.floor(this.settings.refreshExpirationMs / 1000));
+    return this.sign({ typ: 'refresh', cred: credential }, subject, audience, now, Math.floor(this.settings.refreshExpirationMs / 1000));
   }
 
   /** Verifies an access token for `audience`, from this registry or the configured external issuer. */
@@ -91,11 +97,11 @@ export class TokenService {
     return { subject: payload.sub ?? '', access: payload.access.filter(isScope) };
   }
 
-  /** Verifies a refresh token of this registry; returns its subject. */
-  async verifyRefresh(token: string, audience: string): Promise<string> {
+  /** Verifies a refresh token of this registry; returns what it names. */
+  async verifyRefresh(token: string, audience: string): Promise<RefreshClaims> {
     const payload = await this.verified(token, audience, false);
     if (payload.typ !== 'refresh' || !payload.sub) throw new TokenError('not a refresh token');
-    return payload.sub;
+    return { subject: payload.sub, credential: typeof payload.cred === 'string' ? payload.cred : undefined };
   }
 
   private async sign(claims: JWTPayload, subject: string, audience: string, now: number, lifetime: number): Promise<string> {

@@ -1,5 +1,6 @@
 // Who someone is: users from an htpasswd file (bcrypt, as Distribution reads it) and from the config,
 // robot accounts for CI (robot$<name>), and the groups they belong to.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import bcrypt from 'bcryptjs';
 import type { Config } from '../config.js';
@@ -45,15 +46,29 @@ export class UserDirectory {
     return ok && account ? this.principalOf(name, account) : undefined;
   }
 
-  /** The principal a token or refresh token names, if that account still exists. */
-  find(name: string): Principal | undefined {
+  /**
+   * The principal a refresh token names, if that account still exists with the password (or robot secret)
+   * the token was issued under: a changed password ends the refresh tokens of the old one.
+   */
+  find(name: string, credential: string | undefined): Principal | undefined {
     const account = this.accounts.get(name);
-    return account ? this.principalOf(name, account) : undefined;
+    return account && credentialTag(account.hash) === credential ? this.principalOf(name, account) : undefined;
+  }
+
+  /** What a refresh token of `name` carries to tie it to the account's current password. */
+  credentialOf(name: string): string | undefined {
+    const account = this.accounts.get(name);
+    return account && credentialTag(account.hash);
   }
 
   private principalOf(name: string, account: Account): Principal {
     return { name, kind: account.kind, groups: this.groupsOf.get(name) ?? [] };
   }
+}
+
+/** A fingerprint of the bcrypt hash (salted, so it tells nothing about the password). */
+function credentialTag(hash: string): string {
+  return createHash('sha256').update(hash).digest('base64url').slice(0, 22);
 }
 
 /** `name:hash` lines; only bcrypt hashes (Distribution accepts nothing else either). */

@@ -1052,6 +1052,36 @@ describe('token auth: signing keys, rotation, lifetimes, external issuers', func
     }
   });
 
+  it('a refresh token survives a restart, but not a change of its user\'s password', async function () {
+    const root = join(work, 'password-change');
+    const refreshOf = async (reg: AuthRegistry, password: string) => {
+      const r = await postToken(reg.url, { grant_type: 'password', username: 'alice', password, service: SERVICE, client_id: 'auth-test', access_type: 'offline' });
+      expect(r.status, r.text).to.equal(200);
+      return String(r.body.refresh_token);
+    };
+    const refreshed = (reg: AuthRegistry, token: string) =>
+      postToken(reg.url, { grant_type: 'refresh_token', refresh_token: token, service: SERVICE, client_id: 'auth-test', scope: 'repository:forge/app:pull,push' });
+    const withHash = (hash: string) => ({ issuer: { service: SERVICE, issuer: ISSUER }, users: [{ name: 'alice', password: hash }] });
+    const hash = bcryptHash(pw.alice);
+
+    const first = await start(withHash(hash), root);
+    const old = await refreshOf(first, pw.alice);
+    await stop(first);
+    const restarted = await start(withHash(hash), root);
+    const kept = await refreshed(restarted, old);
+    expect(kept.status, `after a restart: ${kept.text}`).to.equal(200);
+    await stop(restarted);
+
+    const changed = await start(withHash(bcryptHash('a-new-password')), root);
+    const refused = await refreshed(changed, old);
+    expect(refused.status, refused.text).to.equal(401);
+    expect(JSON.parse(refused.text).errors[0].code).to.equal('UNAUTHORIZED');
+    const ok = await refreshed(changed, await refreshOf(changed, 'a-new-password'));
+    expect(ok.status, ok.text).to.equal(200);
+    expect((await pushStatus(changed, String(ok.body.access_token))).status).to.equal(202);
+    await stop(changed);
+  });
+
   it('several worker processes sign with one generated key (created once, whoever starts first)', async function () {
     const reg = await startAuthRegistry({ config: { http: { workers: 3 }, auth: { issuer: { service: SERVICE, issuer: ISSUER }, users: users() } } });
     running.push(reg);

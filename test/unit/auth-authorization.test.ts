@@ -191,7 +191,7 @@ describe('auth: the authorization middleware and token endpoint', function () {
       const query = `service=${SERVICE}&scope=repository:public/y:pull&offline_token=true`;
       const alice = (await (await request(`/token?${query}`, { authorization: basic('alice', 'alice-pw') })).json()) as Record<string, unknown>;
       expect(alice.refresh_token).to.be.a('string');
-      expect(await auth.tokens.verifyRefresh(alice.refresh_token as string, SERVICE)).to.equal('alice');
+      expect((await auth.tokens.verifyRefresh(alice.refresh_token as string, SERVICE)).subject).to.equal('alice');
       const anonymous = (await (await request(`/token?${query}`)).json()) as Record<string, unknown>;
       expect(anonymous).to.not.have.property('refresh_token');
       const plain = (await (await request(`/token?service=${SERVICE}`, { authorization: basic('alice', 'alice-pw') })).json()) as Record<string, unknown>;
@@ -259,7 +259,7 @@ describe('auth: the authorization middleware and token endpoint', function () {
         'wrong audience': await good().setAudience('elsewhere').setProtectedHeader(header).sign(key.privateKey),
         'wrong issuer': await good().setIssuer('elsewhere').setProtectedHeader(header).sign(key.privateKey),
         'unknown kid': await good().setProtectedHeader({ alg: 'ES256', kid: 'NOPE' }).sign(key.privateKey),
-        'refresh token': await auth.tokens.issueRefresh('alice', SERVICE),
+        'refresh token': await auth.tokens.issueRefresh('alice', SERVICE, auth.users.credentialOf('alice')!),
       };
       for (const [what, token] of Object.entries(bad)) {
         const res = await request('/v2/private/x/manifests/latest', { authorization: `Bearer ${token}` });

@@ -193,16 +193,16 @@ describe('auth: TokenService', function () {
   });
 
   describe('refresh tokens', () => {
-    it('round-trip the subject', async () => {
-      const refresh = await tokens.issueRefresh('alice', SERVICE);
-      expect(await tokens.verifyRefresh(refresh, SERVICE)).to.equal('alice');
+    it('round-trip the subject and the credential fingerprint', async () => {
+      const refresh = await tokens.issueRefresh('alice', SERVICE, 'fp-1');
+      expect(await tokens.verifyRefresh(refresh, SERVICE)).to.deep.equal({ subject: 'alice', credential: 'fp-1' });
       const payload = decodeJwt(refresh);
       expect(payload.exp! - payload.iat!).to.equal(3600);
       expect(payload).to.not.have.property('access');
     });
 
     it('a refresh token is not an access token', async () => {
-      await expectTokenError(tokens.verify(await tokens.issueRefresh('alice', SERVICE), SERVICE));
+      await expectTokenError(tokens.verify(await tokens.issueRefresh('alice', SERVICE, 'fp-1'), SERVICE));
     });
 
     it('an access token is not a refresh token', async () => {
@@ -210,7 +210,7 @@ describe('auth: TokenService', function () {
     });
 
     it('refuses refresh tokens for another audience, expired or without subject', async () => {
-      await expectTokenError(tokens.verifyRefresh(await tokens.issueRefresh('alice', 'other'), SERVICE));
+      await expectTokenError(tokens.verifyRefresh(await tokens.issueRefresh('alice', 'other', 'fp-1'), SERVICE));
       const t = now();
       const expired = await claims({ typ: 'refresh' }).setIssuedAt(t - 7200).setNotBefore(t - 7200).setExpirationTime(t - 3600).setProtectedHeader(ownHeader()).sign(keys.current.privateKey);
       await expectTokenError(tokens.verifyRefresh(expired, SERVICE));
@@ -279,7 +279,7 @@ describe('auth: TokenService', function () {
       ['unknown kid', async () => claims().setProtectedHeader({ alg: 'ES256', kid: 'AAAA:BBBB:CCCC:DDDD:EEEE:FFFF:GGGG:HHHH:IIII:JJJJ:KKKK:LLLL' }).sign(keys.current.privateKey)],
       ['no kid', async () => claims().setProtectedHeader({ alg: 'ES256', x5c: ownHeader().x5c }).sign(keys.current.privateKey)],
       ['kid that is an Object.prototype property', async () => claims().setProtectedHeader({ alg: 'ES256', kid: 'constructor' }).sign(keys.current.privateKey)],
-      ['a refresh token', async () => tokens.issueRefresh('alice', SERVICE)],
+      ['a refresh token', async () => tokens.issueRefresh('alice', SERVICE, 'fp-1')],
       ['no access claim', async () => claims({}).setProtectedHeader(ownHeader()).sign(keys.current.privateKey)],
       ['access claim not a list', async () => claims({ access: 'repository:a:pull' }).setProtectedHeader(ownHeader()).sign(keys.current.privateKey)],
       ['access claim an object', async () => claims({ access: { type: 'repository', name: 'a', actions: ['pull'] } }).setProtectedHeader(ownHeader()).sign(keys.current.privateKey)],
@@ -363,7 +363,7 @@ describe('auth: TokenService', function () {
         if (what === 'a refresh token') continue;
         const token = await make();
         const result = await tokens.verifyRefresh(token, SERVICE).then(
-          (subject) => `accepted as refresh token for ${subject}`,
+          (claims) => `accepted as refresh token for ${claims.subject}`,
           (error: unknown) => error,
         );
         expect(result, what).to.be.instanceOf(TokenError);
@@ -401,7 +401,7 @@ describe('auth: TokenService', function () {
       expect(decodeProtectedHeader(newToken).kid).to.equal(await kidOfFile(files[0]!.certificate));
       expect(await both.tokens.verify(newToken, SERVICE)).to.deep.equal({ subject: 'alice', access: ACCESS });
       // A refresh token of the old key is still good too.
-      expect(await both.tokens.verifyRefresh(await old.tokens.issueRefresh('alice', SERVICE), SERVICE)).to.equal('alice');
+      expect((await both.tokens.verifyRefresh(await old.tokens.issueRefresh('alice', SERVICE, 'fp-1'), SERVICE)).subject).to.equal('alice');
       // Once the old key is dropped, its tokens are refused.
       const onlyNew = await service(files[0]!);
       await expectTokenError(onlyNew.tokens.verify(oldToken, SERVICE));

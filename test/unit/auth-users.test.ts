@@ -125,10 +125,33 @@ describe('auth: UserDirectory', () => {
     expect(u, `unknown user ${u.toFixed(1)} ms, wrong password ${k.toFixed(1)} ms`).to.be.below(3 * k + 5);
   });
 
-  it('finds existing accounts by name without a password', () => {
-    expect(directory.find('alice')).to.deep.equal({ name: 'alice', kind: 'user', groups: ['devs', 'ops'] });
-    expect(directory.find('robot$ci')?.kind).to.equal('robot');
-    expect(directory.find('mallory')).to.equal(undefined);
+  it('finds existing accounts by name and the fingerprint of their current password', () => {
+    const alice = directory.credentialOf('alice');
+    expect(alice).to.be.a('string').and.not.include('alice-pw');
+    expect(directory.find('alice', alice)).to.deep.equal({ name: 'alice', kind: 'user', groups: ['devs', 'ops'] });
+    expect(directory.find('robot$ci', directory.credentialOf('robot$ci'))?.kind).to.equal('robot');
+    expect(directory.find('alice', directory.credentialOf('carol'))).to.equal(undefined);
+    expect(directory.find('alice', undefined)).to.equal(undefined);
+    expect(directory.credentialOf('mallory')).to.equal(undefined);
+    expect(directory.find('mallory', alice)).to.equal(undefined);
+  });
+
+  it('gives a changed password a new fingerprint, also for the same password hashed again', async () => {
+    const dir = await tempDir('auth-users-changed');
+    try {
+      const directoryWith = async (password: string) => {
+        const file = join(dir.path, 'htpasswd');
+        await writeFile(file, `alice:${hash(password)}\n`);
+        return new UserDirectory(authConfig({ htpasswd: { path: file } }));
+      };
+      const before = (await directoryWith('alice-pw')).credentialOf('alice');
+      const changed = await directoryWith('new-pw');
+      expect(changed.find('alice', before)).to.equal(undefined);
+      expect(changed.find('alice', changed.credentialOf('alice'))?.name).to.equal('alice');
+      expect((await directoryWith('alice-pw')).find('alice', before), 'a new salt').to.equal(undefined);
+    } finally {
+      await dir.cleanup();
+    }
   });
 
   it('fails to start on an htpasswd file with a non-bcrypt entry, naming file and line', async () => {

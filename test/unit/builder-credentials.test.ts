@@ -43,7 +43,7 @@ describe('builder: how a build reaches the registry', () => {
       // An access token or a refresh token is not a delegated credential.
       const access = await tokens.issue('admin', 'registry:5000', ceiling);
       expect(await tokens.verifyDelegated(access.token, 'registry:5000')).to.equal(undefined);
-      expect(await tokens.verifyDelegated(await tokens.issueRefresh('admin', 'registry:5000'), 'registry:5000')).to.equal(undefined);
+      expect(await tokens.verifyDelegated(await tokens.issueRefresh('admin', 'registry:5000', 'fp'), 'registry:5000')).to.equal(undefined);
     } finally {
       await dir.cleanup();
     }
