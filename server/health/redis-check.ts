@@ -5,7 +5,9 @@
 //   replica stays ready: pulls work without Redis (the descriptor cache falls back to storage), and
 //   taking every replica out of the Service would turn a degraded registry (pushes answer 503 until
 //   Redis is back) into a complete outage. Replicas know about each other through heartbeats in
-//   storage, the one thing they share besides Redis: each writes when its Redis check succeeds.
+//   storage, the one thing they share besides Redis: each writes when its Redis check succeeds. Another
+//   replica reaches Redis when its heartbeat moved since this one's failures began: a heartbeat's age
+//   would also count the beats from just before a shared outage (and depend on every replica's clock).
 // - always: unready whenever this replica cannot reach Redis (strict; a Redis outage takes every
 //   replica out).
 // - never: reported in /readyz only.
@@ -37,8 +39,10 @@ export class RedisCheck implements ReadinessCheck {
   private failures = 0;
   private lastError: string | undefined;
   private lastOkAt: string | undefined;
-  /** While unreachable here: whether another replica reached Redis recently (partition mode). */
+  /** While unreachable here: whether another replica reached Redis since (partition mode). */
   private othersReachIt: boolean | undefined;
+  /** The other replicas' heartbeats as first read after this replica's failures began. */
+  private heartbeatsWhenFailing: Map<string, number> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
 
@@ -72,14 +76,16 @@ export class RedisCheck implements ReadinessCheck {
       this.failures = 0;
       this.lastError = undefined;
       this.othersReachIt = undefined;
+      this.heartbeatsWhenFailing = undefined;
       this.lastOkAt = new Date().toISOString();
       if (this.options.readiness === 'partition') await this.beat();
     } catch (error) {
       this.failures++;
       this.lastError = (error as Error).message;
       if (this.failures === this.options.threshold) this.logger.error({ err: this.lastError }, 'redis unreachable (readiness)');
-      if (this.failures >= this.options.threshold && this.options.readiness === 'partition') {
-        this.othersReachIt = await this.fleetReachesRedis().catch(() => false);
+      if (this.options.readiness === 'partition') {
+        const reached = await this.othersBeatSinceFailing().catch(() => false);
+        if (this.failures >= this.options.threshold) this.othersReachIt = reached;
       }
     }
   }
@@ -120,27 +126,40 @@ export class RedisCheck implements ReadinessCheck {
     await this.driver.putContent(this.heartbeatPath(), JSON.stringify({ at: Date.now() })).catch(() => undefined);
   }
 
-  /** Whether another replica's heartbeat says it reached Redis within the last few intervals. */
-  private async fleetReachesRedis(): Promise<boolean> {
+  /**
+   * Whether another replica wrote a heartbeat (reached Redis) since this one's failures began: its
+   * heartbeat changed, or it is new, compared with the first read after the first failure.
+   */
+  private async othersBeatSinceFailing(): Promise<boolean> {
+    const now = await this.otherHeartbeats();
+    const before = (this.heartbeatsWhenFailing ??= now);
+    for (const [instance, at] of now) {
+      if (before.get(instance) !== at) return true;
+    }
+    return false;
+  }
+
+  /** Every other replica's last heartbeat (its `at`); heartbeats of replicas long gone are deleted. */
+  private async otherHeartbeats(): Promise<Map<string, number>> {
+    const beats = new Map<string, number>();
     let paths: string[];
     try {
       paths = await this.driver.list(HEARTBEAT_DIR);
     } catch (error) {
-      if (isNotFound(error)) return false;
+      if (isNotFound(error)) return beats;
       throw error;
     }
-    const freshMs = Math.max(3 * this.options.intervalMs, 10_000) + 5_000;
     const now = Date.now();
-    let fresh = false;
     for (const path of paths.slice(0, MAX_HEARTBEATS)) {
       if (path === this.heartbeatPath()) continue;
       const at = await this.driver
         .getContent(path)
         .then((content) => Number((JSON.parse(content.toString('utf8')) as { at?: unknown }).at))
         .catch(() => NaN);
-      if (now - at < freshMs) fresh = true;
-      else if (!(now - at < STALE_MS)) await this.driver.deleteFile(path).catch(() => undefined);
+      if (!Number.isFinite(at)) continue;
+      if (now - at > STALE_MS) await this.driver.deleteFile(path).catch(() => undefined);
+      else beats.set(path, at);
     }
-    return fresh;
+    return beats;
   }
 }

@@ -5,11 +5,12 @@
 import { expect } from 'chai';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bcryptHash, makeTinyImage, type AuthRegistry, startAuthRegistry, type TinyImage } from '../helpers/auth.js';
 import { startDockerd, type RunningDockerd } from '../helpers/dockerd.js';
 import { removeTree } from '../helpers/cleanup.js';
+import { sleep } from '../helpers/oci.js';
 import { freePort, tempDir } from '../helpers/process.js';
 import { startRedis, type RunningRedis } from '../helpers/redis.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -415,6 +416,31 @@ describe('observability: readiness of storage and Redis', function () {
       const { status: code, body } = await readiness(partition.url);
       return code === 200 && body.degraded.length === 0;
     }, 20_000);
+  });
+
+  it('partition mode: two replicas on one storage root both stay ready through a Redis outage they share', async function () {
+    const config = { redis: { addr: redis.addr }, health: { storagedriver: { ...fast, enabled: true }, redis: { ...fast, readiness: 'partition' } } };
+    const second = await startRegistry({ rootDir: partition.root, config });
+    try {
+      // Both have reached Redis and beat: each sees the other's fresh heartbeat when Redis goes.
+      await waitFor('both heartbeats', async () => (await readdir(join(partition.root, '_health', 'redis'))).length >= 2, 10_000);
+      await redis.halt();
+      const seen: string[] = [];
+      const started = Date.now();
+      while (Date.now() - started < 5_000) {
+        for (const replica of [partition, second]) {
+          const { status: code, body } = await readiness(replica.url);
+          seen.push(`${code} ${body.checks.redis?.scope ?? (body.checks.redis?.ok ? 'ok' : '?')}`);
+          expect(code, seen.join('\n')).to.equal(200);
+        }
+        await sleep(200);
+      }
+      expect(seen.at(-1), 'Redis seen down').to.match(/every replica/);
+    } finally {
+      await redis.restart();
+      await second.stop();
+    }
+    await waitFor('partition readiness to recover', async () => (await readiness(partition.url)).body.degraded.length === 0, 20_000);
   });
 });
 
