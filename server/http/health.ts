@@ -10,6 +10,8 @@ export interface HealthOptions {
   intervalMs: number;
   threshold: number;
   enabled: boolean;
+  /** A storage check still running after this long counts as failed (default: the interval, at least 5 s). */
+  timeoutMs?: number;
 }
 
 export interface CheckReport {
@@ -38,6 +40,8 @@ export interface ReadinessReport {
 
 export class Readiness {
   private failures = 0;
+  /** When the running storage check began: one at a time, so a hung mount never piles them up. */
+  private checkingSince: number | undefined;
   private lastError: string | undefined;
   private shuttingDown = false;
   private timer: NodeJS.Timeout | undefined;
@@ -57,8 +61,8 @@ export class Readiness {
   start(): void {
     for (const check of this.checks) check.start?.();
     if (!this.options.enabled) return;
-    void this.check();
-    this.timer = setInterval(() => void this.check(), this.options.intervalMs);
+    this.tick();
+    this.timer = setInterval(() => this.tick(), this.options.intervalMs);
     this.timer.unref();
   }
 
@@ -68,17 +72,32 @@ export class Readiness {
     for (const check of this.checks) check.stop?.();
   }
 
-  async check(): Promise<void> {
+  private tick(): void {
+    const timeoutMs = this.options.timeoutMs ?? Math.max(this.options.intervalMs, 5_000);
+    if (this.checkingSince === undefined) {
+      this.checkingSince = Date.now();
+      void this.check().finally(() => (this.checkingSince = undefined));
+    } else if (Date.now() - this.checkingSince >= timeoutMs) {
+      // A hung storage (a stale NFS mount) never answers: each interval it stays silent is a failure.
+      this.failed(new Error(`storage health check has not answered for ${Math.round((Date.now() - this.checkingSince) / 1000)} s`));
+    }
+  }
+
+  private async check(): Promise<void> {
     try {
       await this.driver.healthCheck();
       if (this.failures >= this.options.threshold) this.logger.info('storage reachable again');
       this.failures = 0;
       this.lastError = undefined;
     } catch (error) {
-      this.failures++;
-      this.lastError = (error as Error).message;
-      if (this.failures === this.options.threshold) this.logger.error({ err: error }, 'storage unreachable');
+      this.failed(error as Error);
     }
+  }
+
+  private failed(error: Error): void {
+    this.failures++;
+    this.lastError = error.message;
+    if (this.failures === this.options.threshold) this.logger.error({ err: error }, 'storage unreachable');
   }
 
   report(): ReadinessReport {
