@@ -32,6 +32,10 @@ export interface FileWriter {
   cancel(): Promise<void>;
 }
 
+export interface PutIfAbsentOptions {
+  inExistingDirectory?: boolean;
+}
+
 export interface WriterOptions {
   /**
    * Continue a file from a checkpoint. Bytes beyond it (written by a writer that crashed before its
@@ -67,8 +71,12 @@ export interface StorageDriver {
   getContent(path: string): Promise<Buffer>;
   /** Atomic replace: readers see the old or the new content, never a mix or an empty file. */
   putContent(path: string, content: Buffer | string): Promise<void>;
-  /** Creates the file only if it does not exist; returns false when it did. */
-  putContentIfAbsent(path: string, content: Buffer | string): Promise<boolean>;
+  /**
+   * Creates the file only if it does not exist; returns false when it did. With `inExistingDirectory`,
+   * drivers with real directories throw PathNotFoundError instead of making a missing parent (a claim in
+   * a directory that was just removed must not bring it back); elsewhere there is nothing to check.
+   */
+  putContentIfAbsent(path: string, content: Buffer | string, options?: PutIfAbsentOptions): Promise<boolean>;
   reader(path: string, offset?: number, length?: number): Promise<Readable>;
   /**
    * Optional fast path for serving: writes [offset, offset + length) to `out` (without ending it) through

@@ -13,6 +13,7 @@ import {
   type StorageDriver,
   type WriterCheckpoint,
   type WriterOptions,
+  type PutIfAbsentOptions,
 } from './driver.js';
 
 export interface FilesystemOptions {
@@ -68,9 +69,9 @@ export class FilesystemDriver implements StorageDriver {
     await syncDirectory(dirname(target));
   }
 
-  async putContentIfAbsent(path: string, content: Buffer | string): Promise<boolean> {
+  async putContentIfAbsent(path: string, content: Buffer | string, options: PutIfAbsentOptions = {}): Promise<boolean> {
     const target = this.full(path);
-    await mkdir(dirname(target), { recursive: true });
+    if (!options.inExistingDirectory) await mkdir(dirname(target), { recursive: true });
     // Write fully elsewhere first, then claim the name with a hard link (fails with EEXIST atomically).
     const temp = await this.writeTemp(content);
     try {
@@ -79,7 +80,7 @@ export class FilesystemDriver implements StorageDriver {
       return true;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw error;
+      throw translate(error, path); // the directory went meanwhile (or was never there)
     } finally {
       await rm(temp, { force: true });
     }

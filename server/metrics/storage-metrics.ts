@@ -86,7 +86,7 @@ export function instrumentDriver(inner: StorageDriver): StorageDriver {
     writersCommitAtomically: inner.writersCommitAtomically,
     getContent: (path) => measure(ops.getContent, () => inner.getContent(path)),
     putContent: (path, content) => measure(ops.putContent, () => inner.putContent(path, content)),
-    putContentIfAbsent: (path, content) => measure(ops.putContentIfAbsent, () => inner.putContentIfAbsent(path, content)),
+    putContentIfAbsent: (path, content, options) => measure(ops.putContentIfAbsent, () => inner.putContentIfAbsent(path, content, options)),
     reader: (path, offset, length): Promise<Readable> => measure(ops.reader, () => inner.reader(path, offset, length)),
     writer: (path, options?: WriterOptions) =>
       measure(ops.writer, () => inner.writer(path, options)).then((writer) => instrumentWriter(ops, writer)),

@@ -6,7 +6,7 @@
 // that saw the same stale lock, exactly one wins, and none can remove a lock taken since.
 import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { StorageDriver } from '../../storage-drivers/driver.js';
+import { isNotFound, type PutIfAbsentOptions, type StorageDriver } from '../../storage-drivers/driver.js';
 
 const TTL_MS = 60_000;
 const RENEW_MS = 20_000;
@@ -31,12 +31,19 @@ export interface HeldLock {
   isHeld?(): boolean;
 }
 
-/** `now` and `renewMs` are the clock and the renewal period (tests shorten it). */
-export async function tryLock(driver: StorageDriver, path: string, now = Date.now, renewMs = RENEW_MS): Promise<HeldLock | undefined> {
+export interface LockOptions extends PutIfAbsentOptions {
+  /** The clock (tests move it). */
+  now?: () => number;
+  /** The renewal period (tests shorten it). */
+  renewMs?: number;
+}
+
+export async function tryLock(driver: StorageDriver, path: string, options: LockOptions = {}): Promise<HeldLock | undefined> {
+  const { now = Date.now, renewMs = RENEW_MS } = options;
   const { token, content } = owner(now);
   // Twice at most: the lock may be released between a failed claim and reading it.
   for (let attempt = 0; attempt < 2; attempt++) {
-    if (await driver.putContentIfAbsent(path, content())) return held(driver, path, token, content, now, renewMs);
+    if (await driver.putContentIfAbsent(path, content(), options)) return held(driver, path, token, content, now, renewMs);
     const current = await driver.getContent(path).catch(() => undefined);
     if (current === undefined) continue;
     if (!isStale(parseOwner(current), now())) return undefined;
@@ -49,9 +56,9 @@ export async function tryLock(driver: StorageDriver, path: string, now = Date.no
 }
 
 /** The lock if nobody holds it, else undefined; a stale holder is not looked at (one request only). */
-export async function lockIfFree(driver: StorageDriver, path: string, now = Date.now): Promise<HeldLock | undefined> {
-  const { token, content } = owner(now);
-  return (await driver.putContentIfAbsent(path, content())) ? held(driver, path, token, content, now, RENEW_MS) : undefined;
+export async function lockIfFree(driver: StorageDriver, path: string, options: PutIfAbsentOptions = {}): Promise<HeldLock | undefined> {
+  const { token, content } = owner(Date.now);
+  return (await driver.putContentIfAbsent(path, content(), options)) ? held(driver, path, token, content, Date.now, RENEW_MS) : undefined;
 }
 
 function owner(now: () => number): { token: string; content: () => string } {
@@ -78,7 +85,8 @@ function held(driver: StorageDriver, path: string, token: string, content: () =>
     }
     const at = now();
     void (async () => {
-      const current = await driver.getContent(path).catch(() => undefined);
+      // Gone (its directory was removed: the session ended) or someone else's: not ours to write again.
+      const current = await driver.getContent(path).catch((error: unknown) => (isNotFound(error) ? Buffer.alloc(0) : undefined));
       if (current !== undefined && parseOwner(current).token !== token) {
         lost = true;
         clearInterval(renewal);

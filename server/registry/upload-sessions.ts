@@ -40,10 +40,11 @@ export interface UploadSessions {
   remove(state: UploadState): Promise<void>;
   /**
    * Ends a session while another request holds its claim (a DELETE during a PATCH): the holder's save then
-   * fails as unknown, and the holder removes the data it is writing. False when the holder saved meanwhile
-   * (claim again); uploadUnknown when there is no such session.
+   * fails as unknown. 'holder': the holder removes the data (as a failing holder does once it let go of an
+   * ended session); 'nobody': nobody holds the claim any more, the caller removes the data; 'retry': the
+   * holder saved meanwhile (claim again). uploadUnknown when there is no such session.
    */
-  endClaimed(name: string, id: string): Promise<boolean>;
+  endClaimed(name: string, id: string): Promise<'holder' | 'nobody' | 'retry'>;
   /** True when a claim's lock is a file in the session's directory, deleted with the session's data. */
   readonly locksGoWithSession?: boolean;
 }
@@ -52,6 +53,8 @@ const STATE_FILE = /\/state(?:-(\d+))?\.json$/;
 /** The step after a claimed one, taken by a cancel: no state, so the session reads as unknown from then on. */
 const ENDED = '{"ended":true}';
 const MAX_REMEMBERED = 1024;
+/** Claims and steps are written only into a session directory that still exists: never bring one back. */
+const IN_SESSION = { inExistingDirectory: true } as const;
 
 class StepClaim implements SessionClaim {
   constructor(
@@ -98,7 +101,7 @@ export class StorageUploadSessions implements UploadSessions {
     }
     const found = await this.find(name, id);
     if (!found) return undefined;
-    const lock = await tryLock(this.driver, paths.uploadClaim(name, id, found.step));
+    const lock = await tryLock(this.driver, paths.uploadClaim(name, id, found.step), IN_SESSION).catch(goneAsUndefined);
     return lock && new StepClaim(found.state, lock, found.step);
   }
 
@@ -111,7 +114,8 @@ export class StorageUploadSessions implements UploadSessions {
   private async claimKnownStep(step: number, state: UploadState): Promise<HeldLock | undefined> {
     const path = paths.uploadClaim(state.name, state.id, step);
     if (!this.driver.directoriesArePrefixes) {
-      return (await this.stateExists(step, state)) ? lockIfFree(this.driver, path) : undefined;
+      // The session may still be removed between the look and the claim: the claim then finds no directory.
+      return (await this.stateExists(step, state)) ? lockIfFree(this.driver, path, IN_SESSION).catch(goneAsUndefined) : undefined;
     }
     const [lock, present] = await Promise.allSettled([lockIfFree(this.driver, path), this.stateExists(step, state)]);
     if (lock.status === 'fulfilled' && present.status === 'fulfilled' && present.value) return lock.value;
@@ -133,10 +137,10 @@ export class StorageUploadSessions implements UploadSessions {
     try {
       // Create-only: a holder that lost its claim (it stalled past the expiry and was taken over) cannot
       // overwrite what its successor wrote.
-      created = await this.driver.putContentIfAbsent(path, content);
+      created = await this.driver.putContentIfAbsent(path, content, IN_SESSION);
     } catch (error) {
       this.latest.delete(state.id);
-      throw error;
+      throw isNotFound(error) ? uploadUnknown(state.id) : error; // removed meanwhile (cancelled, purged)
     }
     if (!created) {
       const existing = (await this.driver.getContent(path).catch(() => undefined))?.toString();
@@ -155,12 +159,20 @@ export class StorageUploadSessions implements UploadSessions {
     this.latest.delete(state.id);
   }
 
-  async endClaimed(name: string, id: string): Promise<boolean> {
+  async endClaimed(name: string, id: string): Promise<'holder' | 'nobody' | 'retry'> {
     const found = await this.find(name, id);
     if (!found) throw uploadUnknown(id);
     this.latest.delete(id);
     // Create-only, like any step: either the holder's next state or the end comes first, never both.
-    return this.driver.putContentIfAbsent(paths.uploadStep(name, id, found.step + 1), ENDED);
+    const ended = await this.driver.putContentIfAbsent(paths.uploadStep(name, id, found.step + 1), ENDED, IN_SESSION).catch((error: unknown) => {
+      throw isNotFound(error) ? uploadUnknown(id) : error;
+    });
+    if (!ended) return 'retry';
+    // A holder whose chunk failed may have let go before the end was written: then nobody else removes the data.
+    const lock = await tryLock(this.driver, paths.uploadClaim(name, id, found.step), IN_SESSION).catch(goneAsUndefined);
+    if (!lock) return 'holder';
+    lock.abandon?.(); // it goes with the data
+    return 'nobody';
   }
 
   /** The latest step of a session and its state, from a listing of its directory. */
@@ -199,6 +211,11 @@ export class StorageUploadSessions implements UploadSessions {
     this.latest.set(state.id, { step, state });
     if (this.latest.size > MAX_REMEMBERED) this.latest.delete(this.latest.keys().next().value!);
   }
+}
+
+function goneAsUndefined(error: unknown): undefined {
+  if (isNotFound(error)) return undefined;
+  throw error;
 }
 
 function parseState(text: string): UploadState | undefined {

@@ -139,10 +139,11 @@ export class UploadStore {
       // Unknown (404 from get), or another request is writing a chunk: end the session under it. Removing the
       // data now would not stop that request: its save would bring the session back without its bytes.
       await this.get(name, id);
-      if (await this.sessions.endClaimed(name, id)) {
-        this.liveHashes.delete(id);
-        return;
-      }
+      const outcome = await this.sessions.endClaimed(name, id);
+      if (outcome === 'retry') continue;
+      this.liveHashes.delete(id);
+      if (outcome === 'nobody') await this.removeData(name, id);
+      return;
     }
     throw uploadBusy(await this.get(name, id));
   }
@@ -152,10 +153,17 @@ export class UploadStore {
     const claim = await this.sessions.claim(name, id);
     // Unknown (404 from get) or another request's (416 with the upload's range).
     if (!claim) throw uploadBusy(await this.get(name, id));
+    let failed = false;
     try {
       return await action(claim);
+    } catch (error) {
+      failed = true;
+      throw error;
     } finally {
       await claim.lock.release().catch(() => undefined);
+      // Cancelled while this request wrote: its save failed as unknown, or its chunk failed. Either way the
+      // cancel left the data to whoever held the claim. Checked after letting go (see endClaimed).
+      if (failed && (await this.sessions.load(name, id).catch(() => null)) === undefined) await this.removeData(name, id).catch(() => undefined);
     }
   }
 
@@ -199,11 +207,7 @@ export class UploadStore {
       checkpoint,
     };
     if (mode === 'checkpoint') {
-      await this.sessions.save(next, claim).catch(async (error: unknown) => {
-        // Cancelled while this chunk was written: the data is this request's to remove.
-        if (error instanceof OciError && error.code === 'BLOB_UPLOAD_UNKNOWN') await this.discard(next).catch(() => undefined);
-        throw error;
-      });
+      await this.sessions.save(next, claim); // cancelled meanwhile: unknown, and withClaim removes the data
       if (hash) this.remember(next.id, next.offset, hash);
     }
     return next;
@@ -275,6 +279,14 @@ export class UploadStore {
     await this.driver.delete(paths.upload(state.name, state.id), { finished: options.finished });
     // A lock file in the directory went with it: releasing it would be one more request for nothing.
     if (this.sessions.locksGoWithSession) options.lock?.abandon?.();
+  }
+
+  /** Removes the data of a session that ended without its claim (nothing to forget; a missing one is gone already). */
+  private async removeData(name: string, id: string): Promise<void> {
+    this.liveHashes.delete(id);
+    await this.driver.delete(paths.upload(name, id)).catch((error: unknown) => {
+      if (!isNotFound(error)) throw error;
+    });
   }
 
   private remember(id: string, offset: number, hash: Hash): void {

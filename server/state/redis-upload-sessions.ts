@@ -40,11 +40,15 @@ export class RedisUploadSessions implements UploadSessions {
     await shared('remove upload session', () => this.state.client.del(this.key(upload.id)));
   }
 
-  async endClaimed(_name: string, id: string): Promise<boolean> {
+  async endClaimed(_name: string, id: string): Promise<'holder' | 'nobody'> {
     // The holder's save (XX) then finds no session.
     const removed = await shared('end upload session', () => this.state.client.del(this.key(id)));
     if (!removed) throw uploadUnknown(id);
-    return true;
+    // A holder whose chunk failed may have let go before the end: then nobody else removes the data.
+    const lock = await RedisLock.acquire(this.state, `upload-lock:${id}`);
+    if (!lock) return 'holder';
+    await lock.release().catch(() => undefined);
+    return 'nobody';
   }
 
   async claim(name: string, id: string): Promise<SessionClaim | undefined> {

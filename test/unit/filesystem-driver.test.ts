@@ -108,6 +108,13 @@ describe('filesystem driver', () => {
       expect(await driver.putContentIfAbsent('/q/lock', 'third')).to.equal(true);
       expect((await driver.getContent('/q/lock')).toString()).to.equal('third');
     });
+
+    it('inExistingDirectory: a missing directory is PathNotFoundError and is not made; an existing one works', async () => {
+      await rejectsWith(driver.putContentIfAbsent('/gone/dir/claim', 'x', { inExistingDirectory: true }), PathNotFoundError);
+      await rejectsWith(stat(onDisk('/gone')), Error);
+      expect(await readdir(onDisk('/_tmp'))).to.deep.equal([]);
+      expect(await driver.putContentIfAbsent('/q/claim', 'x', { inExistingDirectory: true })).to.equal(true);
+    });
   });
 
   describe('writer', () => {

@@ -27,17 +27,17 @@ describe('upload lock', () => {
 
   it('is taken once, records its owner and expiry, and is free again after release', async () => {
     const now = () => 1_000_000;
-    const lock = await tryLock(driver, path, now);
+    const lock = await tryLock(driver, path, { now });
     expect(lock).to.not.equal(undefined);
     const content = JSON.parse((await driver.getContent(path)).toString()) as Record<string, unknown>;
     expect(content.expires).to.equal(1_060_000);
     expect(content.host).to.equal(hostname());
     expect(content.pid).to.equal(process.pid);
     expect(content.instance).to.be.a('string');
-    expect(await tryLock(driver, path, now)).to.equal(undefined);
+    expect(await tryLock(driver, path, { now })).to.equal(undefined);
     await lock!.release();
     await rejectsWith(driver.stat(path), PathNotFoundError);
-    const again = await tryLock(driver, path, now);
+    const again = await tryLock(driver, path, { now });
     expect(again).to.not.equal(undefined);
     await again!.release();
   });
@@ -55,7 +55,7 @@ describe('upload lock', () => {
 
   it('tells its holder when it can no longer be sure of it (no renewal for half the expiry)', async () => {
     let at = 1_000_000;
-    const lock = (await tryLock(driver, path, () => at))!;
+    const lock = (await tryLock(driver, path, { now: () => at }))!;
     expect(lock.isHeld!()).to.equal(true);
     at += 29_000;
     expect(lock.isHeld!()).to.equal(true);
@@ -66,7 +66,7 @@ describe('upload lock', () => {
 
   it('once unsure, lost for good: later renewals neither bring it back nor overwrite a new holder', async () => {
     let at = 1_000_000;
-    const lock = (await tryLock(driver, path, () => at, 10))!;
+    const lock = (await tryLock(driver, path, { now: () => at, renewMs: 10 }))!;
     at += 31_000; // renewals did not land for half the expiry
     await new Promise((resolve) => setTimeout(resolve, 50));
     at -= 31_000; // storage is back: a renewal would succeed now
@@ -79,7 +79,7 @@ describe('upload lock', () => {
   });
 
   it('is lost when a renewal finds another holder\'s lock in its place', async () => {
-    const lock = (await tryLock(driver, path, Date.now, 10))!;
+    const lock = (await tryLock(driver, path, { renewMs: 10 }))!;
     await owner({ expires: Date.now() + 60_000, host: 'other', pid: 1, instance: 'x', token: 'theirs' });
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(lock.isHeld!()).to.equal(false);
@@ -101,7 +101,7 @@ describe('upload lock', () => {
 
   it('takes over an expired lock of another host', async () => {
     await owner({ expires: 5_000, host: 'some-other-host', pid: 1, instance: 'x' });
-    const lock = await tryLock(driver, path, () => 10_000);
+    const lock = await tryLock(driver, path, { now: () => 10_000 });
     expect(lock).to.not.equal(undefined);
     expect(JSON.parse((await driver.getContent(path)).toString()).expires).to.equal(70_000);
     await lock!.release();

@@ -241,6 +241,61 @@ describe('upload store', () => {
     });
   }
 
+  for (const where of ['this process', 'another process']) {
+    it(`a cancel from ${where} during a chunk that then fails (the client went): nothing of the session is left`, async () => {
+      const state = await uploads.create(NAME);
+      await uploads.append(NAME, state.id, { body: bodyOf('abc') });
+      let fail!: (error: Error) => void;
+      const broken = new Promise<never>((_, reject) => (fail = reject));
+      let sending!: () => void;
+      const sent = new Promise<void>((resolve) => (sending = resolve));
+      async function* body(): AsyncGenerator<Buffer> {
+        yield Buffer.from('def');
+        sending();
+        await broken;
+      }
+      const chunk = uploads.append(NAME, state.id, { body: body() });
+      await sent;
+      await (where === 'this process' ? uploads : restarted().uploads).cancel(NAME, state.id);
+      fail(new Error('aborted'));
+      expect((await rejectsWith(chunk, Error)).message).to.equal('aborted');
+      expect(await readdir(onDisk(`${paths.repository(NAME)}/_uploads`)), 'the session directory').to.not.include(state.id);
+      await rejectsOci(uploads.get(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+    });
+  }
+
+  it('cancels racing a chunk or the final PUT: never a 500, a cancelled session stays gone, nothing is left', async () => {
+    const content = Buffer.alloc(2000, 'x');
+    const outcomes = new Map<string, number>();
+    const count = (what: string) => outcomes.set(what, (outcomes.get(what) ?? 0) + 1);
+    const settle = async (what: string, work: Promise<unknown>) => {
+      try {
+        await work;
+        count(`${what} ok`);
+      } catch (error) {
+        const status = (error as { status?: number }).status;
+        expect(status, `${what}: ${(error as Error).stack}`).to.be.oneOf([404, 416]);
+        count(`${what} ${status}`);
+      }
+    };
+    for (let i = 0; i < 60; i++) {
+      const other = i % 3 === 0 ? restarted().uploads : uploads;
+      const state = await uploads.create(NAME);
+      const write = i % 2 === 0
+        ? uploads.complete(NAME, state.id, digest(content), { body: bodyOf(content) })
+        : uploads.append(NAME, state.id, { body: bodyOf(content) });
+      const cancelled = other.cancel(NAME, state.id).then(() => true, () => false);
+      await Promise.all([settle(i % 2 === 0 ? 'PUT' : 'PATCH', write), settle('DELETE', cancelled)]);
+      if (await cancelled) {
+        // A cancel that answered 204 ended the session for good, whatever the writer did.
+        await rejectsOci(uploads.get(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+        await rejectsOci(restarted().uploads.get(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+        expect(await readdir(onDisk(`${paths.repository(NAME)}/_uploads`)), `round ${i}: the session directory`).to.not.include(state.id);
+      }
+    }
+    expect([...outcomes.keys()].join(', ')).to.include('DELETE');
+  });
+
   it('a cancel during the final PUT lets the PUT finish the blob', async () => {
     const state = await uploads.create(NAME);
     const { body, sending, release } = gatedBody('last ', 'chunk');
