@@ -52,14 +52,15 @@ export class FilesystemDriver implements StorageDriver {
     const target = this.full(path); // validates before anything is written
     const temp = await this.writeTemp(content);
     try {
-      // Twice at most: a delete of the directory (a tag deleted meanwhile) may land between the two calls.
+      // A few times at most: a delete of the directory (a tag or manifest deleted meanwhile) may land
+      // between the two calls, or while mkdir makes the parents.
       for (let attempt = 0; ; attempt++) {
-        await mkdir(dirname(target), { recursive: true });
         try {
+          await mkdir(dirname(target), { recursive: true });
           await rename(temp, target);
           break;
         } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 0) throw error;
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 2) throw error;
         }
       }
     } catch (error) {
@@ -256,7 +257,11 @@ export class FilesystemDriver implements StorageDriver {
  * with 201 could be gone after a power loss (its bytes were synced, its name was not).
  */
 async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
+  const handle = await open(dir, 'r').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined; // deleted since, with what was written into it
+    throw error;
+  });
+  if (!handle) return;
   try {
     await handle.datasync();
   } finally {

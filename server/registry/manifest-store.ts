@@ -85,6 +85,9 @@ export class ManifestStore {
       const current = await this.tags.create(name, tag, digest);
       if (current !== undefined && current !== digest.digest) throw immutableTagDenied(tag, immutable);
     } else if (tag) await this.tags.set(name, tag, digest);
+    // A DELETE by digest of this manifest may have removed the revision after it was written here (it looked
+    // at the tags before this one existed): the tag answered 201 must pull. That delete looks again (below).
+    if (tag && !(await this.hasRevision(name, digest))) await this.writeRevision(name, digest, manifest);
     this.cache.set(digest.digest, { bytes, mediaType: manifest.mediaType });
     return { ...manifest, digest: digest.digest };
   }
@@ -128,6 +131,11 @@ export class ManifestStore {
     const subject = this.subjectOf(stored.bytes);
     if (subject) await this.referrers.remove(name, subject, digest);
     await this.descriptors.delete([cacheKeys.revision(name, digest.digest)], () => this.driver.delete(paths.revision(name, digest)));
+    // A PUT of the same manifest by tag may have tagged it meanwhile: no tag is left naming a deleted manifest
+    // (unless that PUT wrote the revision back, see put: then it stays with its tag, as if it came after).
+    for (const tag of await this.tags.pointingAt(name, digest.digest)) {
+      if (!(await this.hasRevision(name, digest))) await this.tags.delete(name, tag).catch(() => undefined);
+    }
   }
 
   /**

@@ -286,6 +286,25 @@ describe('manifest store', () => {
     });
   });
 
+  describe('a tag PUT racing a DELETE by digest of the same manifest', () => {
+    for (const where of ['this process', 'another process']) {
+      it(`never leaves a listed tag that does not pull (the delete from ${where})`, async () => {
+        const { bytes, digest } = await imageManifest(name, `race-${where}`);
+        for (let i = 0; i < 25; i++) {
+          await manifests.put(name, digest, bytes, OCI_MANIFEST);
+          const deleter = where === 'this process' ? manifests : fresh();
+          const [put, deleted] = await Promise.allSettled([manifests.put(name, `v${i}`, bytes, OCI_MANIFEST), deleter.delete(name, digest)]);
+          expect(put.status, String((put as PromiseRejectedResult).reason)).to.equal('fulfilled');
+          expect(deleted.status, String((deleted as PromiseRejectedResult).reason)).to.equal('fulfilled');
+          const listed = (await new TagStore(new FilesystemDriver({ rootdirectory: root })).all(name).catch(() => [] as string[])).includes(`v${i}`);
+          const pulls = await fresh().get(name, `v${i}`).then(() => true, () => false);
+          expect(pulls, `round ${i}: tag v${i} listed: ${listed}`).to.equal(listed);
+          if (listed) await manifests.delete(name, `v${i}`);
+        }
+      });
+    }
+  });
+
   describe('referrers', () => {
     it('lists a manifest with a subject after its put and forgets it after its delete', async () => {
       const subject = await imageManifest(name, 'subject');
