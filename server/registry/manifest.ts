@@ -109,11 +109,11 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined): P
   return parsed;
 }
 
-/** The referrers API's artifactType: the explicit field, else (image manifests) the config media type. */
+/** The referrers API's artifactType: the explicit field, else (empty or missing: the spec) the config media type. */
 function artifactTypeOf(document: Json): string | undefined {
   if (document.artifactType !== undefined) {
     if (typeof document.artifactType !== 'string') throw manifestInvalid('"artifactType" must be a string');
-    return document.artifactType;
+    if (document.artifactType !== '') return document.artifactType;
   }
   const config = document.config;
   return isObject(config) && typeof config.mediaType === 'string' ? config.mediaType : undefined;

@@ -90,6 +90,11 @@ describe('manifest: parseManifest accepts', () => {
     expect(parsed.annotations).to.deep.equal({ 'org.example.kind': 'sbom' });
   });
 
+  it('an empty artifactType counts as missing: the config media type is the artifact type (spec: listing referrers)', () => {
+    const parsed = parseManifest(json(ociManifest({ artifactType: '', config: { ...EMPTY, mediaType: 'application/vnd.example.cfg' }, layers: [] })), OCI_MANIFEST);
+    expect(parsed.artifactType).to.equal('application/vnd.example.cfg');
+  });
+
   it('an artifact manifest with no layers', () => {
     const parsed = parseManifest(json(ociManifest({ artifactType: 'application/vnd.example', config: EMPTY, layers: [] })), OCI_MANIFEST);
     expect(parsed.blobs).to.deep.equal([EMPTY]);
