@@ -60,5 +60,5 @@ function toOciError(caught: unknown, ctx: Context): OciError {
     return new OciError(status, code, (caught as Error).message);
   }
   ctx.state.internalError = caught;
-  return new OciError(500, 'INTERNAL', 'internal server error', { requestId: ctx.state.requestId });
+  return new OciError(500, 'UNKNOWN', 'internal server error', { requestId: ctx.state.requestId });
 }

@@ -20,7 +20,8 @@ export type OciErrorCode =
   | 'PAGINATION_NUMBER_INVALID'
   /** Ours, for the admin API: a request body that does not say what to do. */
   | 'INVALID_REQUEST'
-  | 'INTERNAL';
+  /** A server error, as Distribution names it (errcode.ErrorCodeUnknown). */
+  | 'UNKNOWN';
 
 export class OciError extends Error {
   constructor(

@@ -170,7 +170,7 @@ export class ManifestStore {
     } catch {
       mediaType = undefined;
     }
-    if (!mediaType) throw new OciError(500, 'INTERNAL', 'stored manifest is unreadable', { digest: digest.digest });
+    if (!mediaType) throw new OciError(500, 'UNKNOWN', 'stored manifest is unreadable', { digest: digest.digest });
     this.cache.set(digest.digest, { bytes, mediaType });
     return { digest: digest.digest, bytes, mediaType };
   }
