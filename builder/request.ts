@@ -7,6 +7,29 @@ import { formatPlatform, parsePlatform, platformSlug } from '../server/mirror/pl
 import { loadRecipe, RecipeError, type Recipe } from './recipes.js';
 
 export const DEFAULT_PLATFORMS = ['linux/amd64', 'linux/arm64'];
+
+/**
+ * Linux architectures (and their variants) images are built for. A platform names a work queue, and queues
+ * are metric labels: a closed list keeps their number bounded whatever requests say.
+ */
+const BUILDABLE: Record<string, string[]> = {
+  amd64: ['v2', 'v3', 'v4'],
+  arm64: ['v9'],
+  arm: ['v5', 'v6', 'v7'],
+  '386': [],
+  ppc64le: [],
+  s390x: [],
+  riscv64: [],
+  mips64le: [],
+  loong64: [],
+};
+
+function isBuildable(platform: string): boolean {
+  const parsed = parsePlatform(platform);
+  if (!parsed || parsed.os !== 'linux') return false;
+  const variants = BUILDABLE[parsed.architecture];
+  return variants !== undefined && (!parsed.variant || variants.includes(parsed.variant));
+}
 export const BUILD_LAYOUTS = ['same-name', 'ddn-k8s'] as const;
 export type BuildLayout = (typeof BUILD_LAYOUTS)[number];
 
@@ -34,8 +57,7 @@ const schema = z
     dockerfile: innerPath.optional(),
     context: z.union([gitContext, uploadContext]),
     platforms: z
-      // Platforms name queues and directories: letters and digits only, as every real os, arch and variant.
-      .array(z.string().refine((p) => parsePlatform(p) !== undefined && /^[a-z0-9]+(\/[a-z0-9]+){1,2}$/.test(formatPlatform(p)), 'a platform such as linux/amd64'))
+      .array(z.string().refine(isBuildable, `a platform such as linux/amd64 (linux/ and one of ${Object.keys(BUILDABLE).join(', ')}, with a variant where it has them)`))
       .min(1)
       .max(8)
       .optional(),

@@ -17,6 +17,12 @@ describe('builder: build requests', () => {
     });
   });
 
+  it('accepts the Linux architectures images are built for, with their variants', () => {
+    const platforms = ['linux/arm/v7', 'linux/arm/v6', 'linux/386', 'linux/amd64/v3', 'linux/ppc64le', 'linux/s390x', 'linux/riscv64'];
+    const { request } = parseBuildRequest({ recipe: 'dify-api', context: { ref: '1' }, platforms });
+    expect(request.platforms).to.deep.equal(platforms);
+  });
+
   it('keeps what the request says, normalising platforms and dropping duplicates', () => {
     const { request } = parseBuildRequest({
       dockerfile: 'docker/Dockerfile',
@@ -47,6 +53,11 @@ describe('builder: build requests', () => {
       [{ recipe: 'dify-api', context: { ref: '1' }, platforms: ['linux/arm_64'] }, /platforms/],
       [{ recipe: 'dify-api', context: { ref: '1' }, platforms: ['linux/amd64:x'] }, /platforms/],
       [{ recipe: 'dify-api', context: { ref: '1' }, platforms: ['linux/x86_64/v3.1'] }, /platforms/],
+      // Platforms name work queues, which are metric labels: a closed list, not whatever a request invents.
+      [{ recipe: 'dify-api', context: { ref: '1' }, platforms: ['linux/x1'] }, /platforms/],
+      [{ recipe: 'dify-api', context: { ref: '1' }, platforms: ['linux/zz9'] }, /platforms/],
+      [{ recipe: 'dify-api', context: { ref: '1' }, platforms: ['windows/amd64'] }, /platforms/],
+      [{ recipe: 'dify-api', context: { ref: '1' }, platforms: ['linux/arm/v8'] }, /platforms/],
       [{ recipe: 'dify-api', context: { ref: '1' }, tags: ['bad tag'] }, /tags/],
       [{ recipe: 'dify-api', context: { upload: '01234567-89ab-cdef-0123-456789abcdef' } }, /needs tags/],
       [{ recipe: 'dify-api', context: { ref: '1' }, layouts: ['prefix'] }, /layouts/],
