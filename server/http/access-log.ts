@@ -13,8 +13,10 @@ export function accessLog(logger: Logger): RequestObserver {
   return {
     end(ctx, durationMs, bytesIn, bytesOut) {
       if (ctx.state.internalError) return failures.end(ctx, durationMs, bytesIn, bytesOut);
-      // The timing and byte counts are known now; the rest is read at format time.
-      writeLine(() => entryOf(ctx, durationMs, bytesIn, bytesOut));
+      // The timing, byte counts and peer are known now (a closed socket forgets its address; the ops routes
+      // answer before the client-address middleware); the rest is read at format time.
+      const remote = remoteOf(ctx);
+      writeLine(() => entryOf(ctx, durationMs, bytesIn, bytesOut, remote));
     },
   };
 }
@@ -23,12 +25,16 @@ export function accessLog(logger: Logger): RequestObserver {
 export function errorLog(logger: Logger): RequestObserver {
   return {
     end(ctx, durationMs, bytesIn, bytesOut) {
-      if (ctx.state.internalError) logger.error({ ...entryOf(ctx, durationMs, bytesIn, bytesOut), err: ctx.state.internalError }, 'request failed');
+      if (ctx.state.internalError) logger.error({ ...entryOf(ctx, durationMs, bytesIn, bytesOut, remoteOf(ctx)), err: ctx.state.internalError }, 'request failed');
     },
   };
 }
 
-function entryOf(ctx: Context, durationMs: number, bytesIn: number, bytesOut: number): AccessEntry {
+function remoteOf(ctx: Context): string {
+  return (ctx.state.clientAddress as string | undefined) ?? ctx.ip;
+}
+
+function entryOf(ctx: Context, durationMs: number, bytesIn: number, bytesOut: number, remote: string): AccessEntry {
   return {
     requestId: ctx.state.requestId as string,
     method: ctx.method,
@@ -40,7 +46,7 @@ function entryOf(ctx: Context, durationMs: number, bytesIn: number, bytesOut: nu
     bytesIn,
     bytesOut,
     durationMs,
-    remote: (ctx.state.clientAddress as string | undefined) ?? ctx.ip,
+    remote,
     userAgent: ctx.req.headers['user-agent'] || undefined,
     error: ctx.state.errorCode,
   };

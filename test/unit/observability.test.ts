@@ -12,6 +12,9 @@ import { scrubLogObject, scrubText, shownRecord } from '../../server/logging/red
 import { textLine } from '../../server/logging/text-format.js';
 import { loggerOptions } from '../../server/logger.js';
 import { accessLineWriter } from '../../server/logging/access-line.js';
+import { accessLog } from '../../server/http/access-log.js';
+import { observeRequests } from '../../server/http/observe.js';
+import Koa from 'koa';
 import { loadConfig } from '../../server/config.js';
 import { NotificationEndpoint } from '../../server/notifications/endpoint.js';
 import type { RegistryEvent } from '../../server/notifications/events.js';
@@ -134,6 +137,29 @@ describe('observability: log scrubbing and format', () => {
     quiet(() => entry);
     quiet.flush();
     expect(lines).to.have.length(2);
+  });
+
+  it('the access line names the peer of a request that ran before the client-address middleware, after its socket closed', async () => {
+    const lines: string[] = [];
+    const logger = pino(loggerOptions(loadConfig(undefined, {})), { write: (line: string) => void lines.push(line) });
+    const app = new Koa();
+    app.use(observeRequests([accessLog(logger)]));
+    app.use((ctx) => {
+      ctx.body = { status: 'ok' }; // as /healthz: answered before clientAddress sets ctx.state.clientAddress
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      await new Promise<void>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port, path: '/healthz', agent: false }, (res) => res.resume().on('end', resolve)).on('error', reject);
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100)); // past the batch: the socket is closed by then
+    } finally {
+      server.close();
+    }
+    const line = lines.map((text) => JSON.parse(text) as Record<string, unknown>).find((entry) => entry.msg === 'request');
+    expect(line).to.include({ status: 200, remote: '127.0.0.1' });
   });
 
   it('text format: time, level, msg, then key=value', () => {
