@@ -5,7 +5,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Context, Next } from 'koa';
-import { requestBytes, responseBodyBytes } from './request-bytes.js';
+import { cutResponseBytes, requestBytes, responseBodyBytes } from './request-bytes.js';
 
 export interface RequestObserver {
   /** Before the request is handled. */
@@ -19,10 +19,10 @@ export interface RequestObserver {
 
 export function observeRequests(observers: RequestObserver[]) {
   const beginners = observers.filter((observer) => observer.begin);
-  const done = (ctx: Context, started: number) => {
+  const done = (ctx: Context, started: number, sentBefore?: number) => {
     const durationMs = performance.now() - started;
     const bytesIn = requestBytes(ctx);
-    const bytesOut = responseBodyBytes(ctx);
+    const bytesOut = sentBefore === undefined || ctx.res.writableFinished ? responseBodyBytes(ctx) : cutResponseBytes(ctx, sentBefore);
     for (const observer of observers) observer.end(ctx, durationMs, bytesIn, bytesOut);
   };
   return async function observeRequestsMiddleware(ctx: Context, next: Next): Promise<void> {
@@ -39,13 +39,14 @@ export function observeRequests(observers: RequestObserver[]) {
       // Streamed bodies are still flowing here: observe when the response is done, with real timing.
       if (ctx.res.writableFinished || !ctx.body || typeof (ctx.body as { pipe?: unknown }).pipe !== 'function') done(ctx, started);
       else {
+        const sentBefore = ctx.req.socket.bytesWritten; // a response cut short counts what left, not its length
         ctx.res.once('close', () => {
           // A body that failed mid-way (the store dropped it): the client saw its connection cut. Koa says
           // nothing (no 'error' listener); the watchers do. A client that went away is no failure: this
           // listener runs before pipeline() destroys the body then, and CLIENT_GONE covers the other order.
           const failed = (ctx.body as Readable).errored as NodeJS.ErrnoException | null;
           if (failed && !CLIENT_GONE.has(failed.code ?? '')) ctx.state.internalError ??= failed;
-          done(ctx, started);
+          done(ctx, started, sentBefore);
         });
       }
     }

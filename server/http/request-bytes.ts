@@ -18,6 +18,17 @@ export function requestBytes(ctx: Context): number {
   return bytes;
 }
 
+/**
+ * Body bytes of a streamed response that ended before all of it was sent (the client left, the store failed):
+ * what went out on the connection since `sentBefore` (its bytesWritten when the body started), less the
+ * header, at most the Content-Length. Bytes still in the socket's buffer when it closed count as sent.
+ */
+export function cutResponseBytes(ctx: Context, sentBefore: number): number {
+  const header = (ctx.res as { _header?: unknown })._header; // Node's serialized head, once sent
+  const sent = ctx.req.socket.bytesWritten - sentBefore - (typeof header === 'string' ? Buffer.byteLength(header) : 0);
+  return Math.min(Math.max(0, sent), responseBodyBytes(ctx));
+}
+
 /** Response body bytes (its Content-Length; none for HEAD and 304), once the response is done. */
 export function responseBodyBytes(ctx: Context): number {
   return ctx.method === 'HEAD' || ctx.status === 304 ? 0 : (ctx.response.length ?? 0);

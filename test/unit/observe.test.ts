@@ -1,5 +1,7 @@
 import { expect } from 'chai';
 import type { AddressInfo } from 'node:net';
+import http from 'node:http';
+import { Readable } from 'node:stream';
 import Koa, { type Context } from 'koa';
 import { observeRequests } from '../../server/http/observe.js';
 
@@ -52,5 +54,38 @@ describe('http: watching whole requests', () => {
     });
     expect(await serve(fine.app, '/')).to.equal(204);
     expect(fine.seen).to.deep.equal([{ status: 204, error: undefined }]);
+  });
+  it('a streamed response the client leaves counts the bytes that went out, not its whole length', async () => {
+    const seen: number[] = [];
+    const size = 64 * 1024 * 1024;
+    const app = new Koa();
+    app.silent = true;
+    app.use(observeRequests([{ end: (_ctx, _ms, _in, bytesOut) => void seen.push(bytesOut) }]));
+    app.use((ctx) => {
+      ctx.length = size;
+      ctx.body = Readable.from((function* () {
+        for (let sent = 0; sent < size; sent += 64 * 1024) yield Buffer.alloc(64 * 1024);
+      })());
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      await new Promise<void>((resolve) => {
+        http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+          let got = 0;
+          res.on('data', (chunk: Buffer) => {
+            got += chunk.length;
+            if (got >= 256 * 1024) res.destroy();
+          });
+          res.on('close', () => resolve());
+        });
+      });
+      for (let i = 0; i < 50 && seen.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    } finally {
+      server.close();
+    }
+    expect(seen).to.have.length(1);
+    expect(seen[0]).to.be.above(0).and.below(size / 2);
   });
 });
