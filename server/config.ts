@@ -15,7 +15,7 @@ const schema = z.strictObject({
     .strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
       /** Distribution's: json (one object a line, for log pipelines) or text (key=value, for people). */
-      formatter: z.enum(['json', 'text']).default('json'),
+      formatter: z.enum(['json', 'text', 'logstash']).default('json'),
       /** Static fields added to every log line (Distribution's log.fields). */
       fields: z.record(z.string(), z.unknown()).default({}),
       /** Distribution's: `disabled: true` turns the access log (one line per request) off. */

@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { templateOfPath } from '../../server/metrics/route-template.js';
 import { scrubLogObject, scrubText, shownRecord } from '../../server/logging/redact.js';
 import { textLine } from '../../server/logging/text-format.js';
+import { logstashLine } from '../../server/logging/logstash-format.js';
 import { loggerOptions } from '../../server/logger.js';
 import { accessLineWriter } from '../../server/logging/access-line.js';
 import { accessLog } from '../../server/http/access-log.js';
@@ -165,6 +166,13 @@ describe('observability: log scrubbing and format', () => {
   it('text format: time, level, msg, then key=value', () => {
     const line = textLine(JSON.stringify({ level: 30, time: '2026-01-01T00:00:00.000Z', pid: 7, msg: 'request', route: '/v2/', user: 'a b' }));
     expect(line).to.equal('time=2026-01-01T00:00:00.000Z level=info msg=request pid=7 route=/v2/ user="a b"\n');
+  });
+
+  it('logstash format: @timestamp, @version, level by name, message, then the fields', () => {
+    const line = logstashLine(JSON.stringify({ level: 40, time: '2026-01-01T00:00:00.000Z', pid: 7, msg: 'slow', route: '/v2/' }));
+    expect(line.endsWith('\n')).to.equal(true);
+    expect(JSON.parse(line)).to.deep.equal({ '@timestamp': '2026-01-01T00:00:00.000Z', '@version': '1', level: 'warning', message: 'slow', pid: 7, route: '/v2/' });
+    expect(loadConfig(undefined, { REGISTRY_LOG_FORMATTER: 'logstash' }).log.formatter).to.equal('logstash');
   });
 });
 
