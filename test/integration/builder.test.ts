@@ -13,7 +13,8 @@ import { parse as parseYaml, stringify } from 'yaml';
 import { difyRepo, pushDifyBase, seedImageConfig, type DifyRepo } from '../helpers/build-fixtures.js';
 import { startBuildah, type ContainerClient } from '../helpers/clients.js';
 import { startDockerd, type RunningDockerd } from '../helpers/dockerd.js';
-import { startDaemon, tempDir, waitUntil, type Daemon } from '../helpers/process.js';
+import { freePort, startDaemon, tempDir, waitUntil, type Daemon } from '../helpers/process.js';
+import { parseExposition, valueOf } from '../helpers/prometheus.js';
 import { startRedis, type RunningRedis } from '../helpers/redis.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { removeTree } from '../helpers/cleanup.js';
@@ -454,7 +455,7 @@ describe('builder: multi-arch dify-api builds (buildah, qemu)', function () {
     let redis: RunningRedis;
     let registry: RunningRegistry;
     let api: Api;
-    const workers: Array<{ daemon: Daemon; cachedir: string; dir: string; platform: string }> = [];
+    const workers: Array<{ daemon: Daemon; cachedir: string; dir: string; platform: string; metrics: string }> = [];
     const password = 'builder-test-password';
 
     before(async () => {
@@ -479,10 +480,16 @@ describe('builder: multi-arch dify-api builds (buildah, qemu)', function () {
         const dir = await tempDir(`worker-${platform.replace('/', '-')}`);
         const cachedir = join(dir, 'cache');
         const file = join(dir, 'config.yml');
-        // The workers share their layer cache through the registry too (builder.remotecache).
-        await writeFile(file, stringify({ ...registryConfig, builder: { ...builderConfig(registry.url, cachedir, [platform]), registry: registry.url, remotecache: true } }));
+        // The workers share their layer cache through the registry too (builder.remotecache), and serve
+        // their metrics on the debug port.
+        const metricsPort = await freePort();
+        await writeFile(file, stringify({
+          ...registryConfig,
+          http: { ...(registryConfig.http as object), debug: { addr: `127.0.0.1:${metricsPort}`, prometheus: { enabled: true } } },
+          builder: { ...builderConfig(registry.url, cachedir, [platform]), registry: registry.url, remotecache: true },
+        }));
         const daemon = await startDaemon(process.execPath, ['--import=tsx', MAIN, 'worker', '--config', file], { logFile: join(dir, 'worker.log') });
-        workers.push({ daemon, cachedir, dir, platform });
+        workers.push({ daemon, cachedir, dir, platform, metrics: `http://127.0.0.1:${metricsPort}/metrics` });
         await waitUntil(`the ${platform} worker`, async () => (await readFile(daemon.logFile, 'utf8')).includes('build worker started'), { daemon, timeoutMs: 60_000 });
       }
       // "started" is logged before BullMQ's blocking connections are up: wait until Redis lists both workers.
@@ -522,6 +529,15 @@ describe('builder: multi-arch dify-api builds (buildah, qemu)', function () {
         expect(logs).to.match(new RegExp(`\\[${worker.platform.replace('/', '\\/')}\\] building .*\\(pid ${worker.daemon.pid}\\)`));
         // The layer cache is the worker's own, and it persists.
         expect((await stat(join(worker.cachedir, 'storage', worker.platform.replace('/', '-')))).isDirectory()).to.equal(true);
+        // Its run is measured and logged where it ran.
+        const queue = `build-${worker.platform.replace('/', '-')}`;
+        const scraped = parseExposition(await (await fetch(worker.metrics)).text());
+        expect(valueOf(scraped, 'registry_job_runs_total', { queue, outcome: 'succeeded' }), `${worker.platform} runs`).to.be.at.least(1);
+        expect(valueOf(scraped, 'registry_job_duration_seconds_sum', { queue, outcome: 'succeeded' }), `${worker.platform} build time`).to.be.above(1);
+        expect(valueOf(scraped, 'registry_storage_operation_duration_seconds_count'), `${worker.platform} storage operations`).to.be.above(0);
+        expect(valueOf(scraped, 'registry_redis_up'), `${worker.platform} Redis`).to.equal(1);
+        const started = (await readFile(worker.daemon.logFile, 'utf8')).split('\n').filter((line) => line.includes('"msg":"job started"'));
+        expect(started.map((line) => (JSON.parse(line) as { parentJobId?: string }).parentJobId), worker.platform).to.include(job.id);
       }
       await verifyBuild(api, dockerd, done, repo.firstCommit, ['same-name', 'ddn-k8s']);
       // ... and in the registry, where every worker of a platform finds it.
