@@ -425,6 +425,14 @@ describe('Helm chart', function () {
       expect((sm.spec as { endpoints: unknown[] }).endpoints).to.deep.equal([{ port: 'metrics', path: '/metrics', interval: '30s', scrapeTimeout: '10s' }]);
       const service = r.get('Service');
       expect((service.spec as { ports: Array<{ name: string }> }).ports.map((p) => p.name)).to.deep.equal(['http', 'metrics']);
+      // The build workers have no Service: a PodMonitor scrapes their metrics port.
+      const pm = r.get('PodMonitor');
+      expect(pm.metadata.labels).to.include({ release: 'prometheus' });
+      expect((pm.spec as { podMetricsEndpoints: unknown[] }).podMetricsEndpoints).to.deep.equal([{ port: 'metrics', path: '/metrics', interval: '30s', scrapeTimeout: '10s' }]);
+      for (const worker of r.all('Deployment').filter((d) => d.metadata.name.includes('-builder-')) as Workload[]) {
+        expect(matches((pm.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels, worker.spec.template.metadata.labels), worker.metadata.name).to.equal(true);
+        expect(container(worker, 'builder').ports, worker.metadata.name).to.deep.equal([{ name: 'metrics', containerPort: 5001, protocol: 'TCP' }]);
+      }
       expect(matches((sm.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels, service.metadata.labels)).to.equal(true);
       const dashboards = r.all('ConfigMap').filter((c) => c.metadata.name.endsWith('-dashboards'));
       if (DASHBOARDS.length === 0) {
@@ -448,7 +456,10 @@ describe('Helm chart', function () {
       expect(ingress[0]!.from, 'the registry port is open to everyone by default').to.equal(undefined);
       expect(ingress[1]!.ports[0]!.port).to.equal('metrics');
       expect(ingress[1]!.from).to.deep.equal([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
-      expect(r.get('NetworkPolicy', 'reg-dify-registry-builder').spec).to.deep.include({ ingress: [] });
+      // Nothing connects to the build workers but the metrics scrape.
+      expect(r.get('NetworkPolicy', 'reg-dify-registry-builder').spec).to.deep.include({
+        ingress: [{ ports: [{ port: 'metrics', protocol: 'TCP' }], from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }] }],
+      });
     });
 
     it('lets the build workers push when only some peers may reach the registry', async () => {
