@@ -45,6 +45,9 @@ const INFRASTRUCTURE = [
 ];
 const BAD_DOCKERFILE = [/dockerfile parse error/i, /unknown instruction/i, /parsing main Dockerfile/i, /no FROM statement/i, /no such file or directory.*Dockerfile|Dockerfile.*no such file/i];
 const STEP = /^(?:\[(\d+)\/(\d+)\] )?STEP (\d+)\/(\d+): /;
+const PULLING = /^Trying to pull (\S+)\.\.\.$/;
+/** containers/image's warning when a base image (not a list) is for another platform: it is used anyway. */
+const OTHER_PLATFORM = /image platform \((\{[^)]*\})\) does not match the expected platform \((\{[^)]*\})\)/;
 
 export class BuildahEngine implements BuildEngine {
   readonly name = 'buildah';
@@ -94,11 +97,16 @@ export class BuildahEngine implements BuildEngine {
       // What the cache held before, to tell what this build made from what it found (layer-cache.ts).
       const cachedBefore = this.options.cachesize > 0 ? await this.cachedImages(build.platform, driver).catch(() => undefined) : undefined;
       const reused = new Set<string>();
+      let pulling: string | undefined;
+      let otherPlatform: { image: string; found: string } | undefined;
       const started = Date.now();
       build.progress({ phase: 'building' });
       const bud = await this.run(driver, this.budArgs(build, local, idFile, dockerfile), build, (line) => {
         const cached = reusedImage(line);
         if (cached) reused.add(cached);
+        pulling = PULLING.exec(line)?.[1] ?? pulling;
+        const mismatch = OTHER_PLATFORM.exec(line);
+        if (mismatch && pulling) otherPlatform ??= { image: pulling, found: goPlatform(mismatch[1]!) };
         const step = STEP.exec(line);
         if (step) {
           build.progress({
@@ -110,6 +118,7 @@ export class BuildahEngine implements BuildEngine {
       // A failed build leaves the images of the steps it finished: it is held to the limit too.
       if (bud.code !== 0 && !bud.stopped) await this.keepCacheWithinLimit(build, driver, cachedBefore, reused, self);
       this.check(bud, build, 'BUILD_FAILED', 'the build failed');
+      if (otherPlatform) await this.refuseOtherPlatform(driver, build, otherPlatform);
       const imageId = (await readFile(idFile, 'utf8')).trim();
       const built = Date.now();
       build.progress({ phase: 'pushing', stage: { done: 1, total: 1 }, step: { done: 1, total: 1 } });
@@ -207,6 +216,20 @@ export class BuildahEngine implements BuildEngine {
     return args;
   }
 
+  /**
+   * A base image that is not a list and is for another platform is used by buildah with a warning, and
+   * its config is rewritten to the platform asked for: an arm64 image of x86 binaries that fails only when
+   * it runs. Refused before anything is pushed; the base goes from this platform's storage, so the next
+   * build pulls it again (and is refused again) rather than reusing it silently.
+   */
+  private async refuseOtherPlatform(driver: string, build: EngineBuild, other: { image: string; found: string }): Promise<never> {
+    await this.run(driver, ['rmi', '--force', other.image], build).catch(() => undefined);
+    throw new JobError(
+      'PLATFORM_MISMATCH',
+      `${other.image} has no ${build.platform} image (it is ${other.found}): use a base image that has one, or build only the platforms it has`,
+    );
+  }
+
   private auth(build: EngineBuild): string[] {
     return build.authFile ? ['--authfile', build.authFile] : [];
   }
@@ -284,4 +307,10 @@ function gib(bytes: number): string {
 /** The platform as given, as one path or tag component (existing storage roots are named so). */
 function platformComponent(platform: string): string {
   return platform.replace(/\//g, '-');
+}
+
+/** Go's printing of a v1.Platform, `{amd64 linux  [] }` (architecture, os, ...), as `linux/amd64`. */
+function goPlatform(printed: string): string {
+  const parts = /^\{(\S+) (\S+) /.exec(printed);
+  return parts ? `${parts[2]}/${parts[1]}` : printed;
 }

@@ -172,6 +172,7 @@ export interface DifyRepo {
 export const TEST_DOCKERFILES: Record<string, string> = {
   'api/Dockerfile.fail': 'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo "about to fail" && exit 3\n',
   'api/Dockerfile.bad': 'FROMM nothing\nRUNN nothing at all\n',
+  'api/Dockerfile.plain': 'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY . /app\n',
   'api/Dockerfile.slow': 'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo "sleeping now" && sleep 600\n',
   // Fast on amd64, slow on arm64: one platform has pushed while the other still builds.
   'api/Dockerfile.slowarm': 'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nARG SALT\nRUN echo "salt $SALT" > /salt && if [ "$(uname -m)" = aarch64 ]; then echo "arm64 waits" && sleep 25; fi\n',

@@ -379,6 +379,31 @@ describe('builder: multi-arch dify-api builds (buildah, qemu)', function () {
       expect(await api.tags('test/fail')).to.deep.equal([]);
     });
 
+    it('a base image without the platform asked for fails that platform; nothing is pushed or tagged', async () => {
+      // The base's amd64 image alone (by digest): not a list, so buildah would use it for arm64 too.
+      const index = (await (await fetch(`${registry.url}/v2/${BASE_REPOSITORY}/manifests/${BASE_TAG}`, {
+        headers: { accept: 'application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json' },
+      })).json()) as { manifests: Array<{ digest: string; platform: { architecture: string } }> };
+      const amd64 = `${registry.hostPort}/${BASE_REPOSITORY}@${index.manifests.find((m) => m.platform.architecture === 'amd64')!.digest}`;
+      const { status, job, text } = await api.submit({
+        dockerfile: 'Dockerfile.plain', repository: 'test/other-platform', context: { git: repo.url, ref: '1.12.1', path: 'api' },
+        buildArgs: { BASE_IMAGE: amd64 }, platforms: ['linux/arm64'], tags: ['should-not-exist'],
+      });
+      expect(status, text).to.equal(202);
+      const done = await api.finished(job.id);
+      expect(done.state).to.equal('failed');
+      expect(done.error?.code, JSON.stringify(done.error)).to.equal('PLATFORM_MISMATCH');
+      expect(done.error?.message).to.include('has no linux/arm64 image (it is linux/amd64)');
+      expect(await api.logs(done.id)).to.not.include('attempt 2');
+      expect(await api.tags('test/other-platform')).to.deep.equal([]);
+      // The same base for the platform it has builds.
+      const fine = await api.submit({
+        dockerfile: 'Dockerfile.plain', repository: 'test/other-platform', context: { git: repo.url, ref: '1.12.1', path: 'api' },
+        buildArgs: { BASE_IMAGE: amd64 }, platforms: ['linux/amd64'], tags: ['amd64'],
+      });
+      expect((await api.finished(fine.job.id)).state).to.equal('succeeded');
+    });
+
     it('a bad Dockerfile fails the build with its log', async () => {
       const done = await failing('Dockerfile.bad', {}, 'test/bad');
       expect(done.state).to.equal('failed');
