@@ -30,6 +30,7 @@ function isBuildable(platform: string): boolean {
   const variants = BUILDABLE[parsed.architecture];
   return variants !== undefined && (!parsed.variant || variants.includes(parsed.variant));
 }
+
 export const BUILD_LAYOUTS = ['same-name', 'ddn-k8s'] as const;
 export type BuildLayout = (typeof BUILD_LAYOUTS)[number];
 
