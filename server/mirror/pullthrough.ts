@@ -78,10 +78,14 @@ export class PullThrough {
   ): Promise<BlobResponse | { size: number; digest: string; body?: undefined } | undefined> {
     const target = this.rules.match(name, upstream);
     if (!target) return undefined;
-    if (await this.linkIfStored(target, name, digest)) return undefined;
+    // A HEAD is how pushing clients ask whether to upload a blob: with the upstream unreachable, the answer
+    // is "not here" (they upload it), not 503, which would fail every push of a new layer under a
+    // catch-all pull-through rule while the upstream is down or in an air-gapped installation.
+    const unreachable = method === 'HEAD' ? 'not found' : undefined;
+    if (await this.linkIfStored(target, name, digest, unreachable)) return undefined;
     const { client } = this.pool.get(target.rule.upstream);
     if (method === 'HEAD') {
-      const head = await this.upstreamCall(() => client.headBlob(target.upstreamRepository, digest.digest));
+      const head = await this.upstreamCall(() => client.headBlob(target.upstreamRepository, digest.digest), unreachable);
       if (head?.size === undefined) return undefined;
       return { size: head.size, digest: digest.digest };
     }
@@ -143,10 +147,10 @@ export class PullThrough {
     const stored = await this.hasManifest(name, tag);
     // With a stored copy, a slow or failing upstream must not hold the pull up for its retries.
     const options = stored ? { signal: AbortSignal.timeout(REVALIDATE_TIMEOUT_MS) } : {};
-    let head = await this.upstreamCall(() => client.headManifest(target.upstreamRepository, wanted.tag, options), stored);
+    let head = await this.upstreamCall(() => client.headManifest(target.upstreamRepository, wanted.tag, options), stored ? 'stored copy' : undefined);
     if (head === undefined && wanted.platform && wanted.tag !== tag) {
       // ddn-k8s: an upstream tag that itself ends like a platform suffix (see resolveDdnTag).
-      head = await this.upstreamCall(() => client.headManifest(target.upstreamRepository, tag, options), stored);
+      head = await this.upstreamCall(() => client.headManifest(target.upstreamRepository, tag, options), stored ? 'stored copy' : undefined);
       if (head) return this.storeTag(target, name, tag, { tag }, head.digest);
     }
     if (head === undefined) return; // not upstream: the route answers MANIFEST_UNKNOWN, or serves what is stored
@@ -217,9 +221,10 @@ export class PullThrough {
 
   /**
    * Runs an upstream call. Not found upstream: undefined. Upstream failing: null when a stored copy can be
-   * served instead (`fallback`), else 503 for the client to retry.
+   * served instead (`onFailure` 'stored copy'), undefined when it is to be answered as not found, else 503
+   * for the client to retry.
    */
-  private async upstreamCall<T>(call: () => Promise<T>, fallback = false): Promise<T | undefined | null> {
+  private async upstreamCall<T>(call: () => Promise<T>, onFailure?: 'stored copy' | 'not found'): Promise<T | undefined | null> {
     try {
       return await call();
     } catch (error) {
@@ -231,8 +236,15 @@ export class PullThrough {
         this.logger.warn({ err: upstream.message, status: upstream.status }, 'upstream refused; answering as not found');
         return undefined;
       }
-      this.logger.warn({ err: (error as Error).message }, fallback ? 'upstream failed; serving the stored copy' : 'upstream failed');
-      if (fallback) return null;
+      if (onFailure === 'stored copy') {
+        this.logger.warn({ err: (error as Error).message }, 'upstream failed; serving the stored copy');
+        return null;
+      }
+      if (onFailure === 'not found') {
+        this.logger.warn({ err: (error as Error).message }, 'upstream failed; answering as not found');
+        return undefined;
+      }
+      this.logger.warn({ err: (error as Error).message }, 'upstream failed');
       // The upstream's URL stays in our log: clients learn what failed, not where.
       const detail = { upstreamStatus: upstream?.status, upstreamCode: upstream?.code ?? 'NETWORK' };
       if (upstream?.status === 429) {
@@ -258,7 +270,7 @@ export class PullThrough {
    * upstream confirms that its repository has it. Without the upstream's word, any blob stored here (a
    * private repository's) could be read by its digest through a pull-through name.
    */
-  private async linkIfStored(target: PullThroughTarget, name: string, digest: ParsedDigest): Promise<boolean> {
+  private async linkIfStored(target: PullThroughTarget, name: string, digest: ParsedDigest, unreachable?: 'not found'): Promise<boolean> {
     if (await this.registry.blobs.isLinked(name, digest)) return (await this.registry.blobs.statGlobal(digest)) !== undefined;
     if ((await this.registry.blobs.statGlobal(digest)) === undefined) return false;
     // A fetch of this process that has just stored the blob links it next: its link is the upstream's word
@@ -269,7 +281,7 @@ export class PullThrough {
       if (await this.registry.blobs.isLinked(name, digest)) return true;
     }
     const { client } = this.pool.get(target.rule.upstream);
-    if (!(await this.upstreamCall(() => client.headBlob(target.upstreamRepository, digest.digest)))) return false;
+    if (!(await this.upstreamCall(() => client.headBlob(target.upstreamRepository, digest.digest), unreachable))) return false;
     await this.registry.blobs.link(name, digest);
     return true;
   }

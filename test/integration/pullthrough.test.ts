@@ -574,6 +574,20 @@ describe('pull-through cache (Distribution 2.8.2 upstream)', function () {
       expectUnavailable(await ours().getBlob('stoppable/library/never-pulled', `sha256:${randomBytes(32).toString('hex')}`));
     });
 
+    it('upstream unreachable: a HEAD of a blob not stored here is 404, so a push into a pull-through name uploads and succeeds', async function () {
+      await stoppable.stop();
+      await stoppableProxy.stop();
+      const name = 'stoppable/team/pushed-here';
+      const blob = content(randomBytes(1000), MediaType.ociLayerGzip);
+      // What docker and buildah ask before uploading a layer: "not here" (upload it), not 503.
+      expectNotFound(await ours().headBlob(name, blob.digest), 'BLOB_UNKNOWN');
+      // A pull of it still says the upstream is away: a client retries that.
+      expectUnavailable(await ours().getBlob(name, blob.digest));
+      const pushed = await ours().pushImage(name, 'v1');
+      expect((await readManifest(ours(), name, 'v1')).digest).to.equal(pushed.manifest.digest);
+      expectWholeBlob(await rawGet(`${registry.url}/v2/${name}/blobs/${pushed.layers[0]!.digest}`), pushed.layers[0]!, 'pushed here');
+    });
+
     it('upstream 404: MANIFEST_UNKNOWN and BLOB_UNKNOWN, asked once', async function () {
       expectNotFound(await ours().getManifest('library/absent', 'latest'), 'MANIFEST_UNKNOWN');
       expect(upstreamRequests(proxy, 'library/absent', 'manifests').map((r) => `${r.method} ${r.status}`), describeRequests(proxy.requests)).to.deep.equal(['HEAD 404']);
