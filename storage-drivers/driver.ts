@@ -39,7 +39,8 @@ export interface PutIfAbsentOptions {
 export interface WriterOptions {
   /**
    * Continue a file from a checkpoint. Bytes beyond it (written by a writer that crashed before its
-   * caller recorded a newer checkpoint) are dropped.
+   * caller recorded a newer checkpoint) are dropped. Its directory must exist (PathNotFoundError): a
+   * resumed file belongs to something that was started, and a removed one must not come back.
    */
   resume?: WriterCheckpoint;
   /**

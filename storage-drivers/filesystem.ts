@@ -133,16 +133,16 @@ export class FilesystemDriver implements StorageDriver {
 
   async writer(path: string, options: WriterOptions = {}): Promise<FileWriter> {
     const file = this.full(path);
-    await mkdir(dirname(file), { recursive: true });
+    const resume = options.resume;
+    if (!resume) await mkdir(dirname(file), { recursive: true });
     let handle: FileHandle;
     let size = 0;
     let created = false;
-    const resume = options.resume;
     if (resume) {
       handle = await open(file, 'r+').catch(async (error) => {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT' && resume.size === 0) {
           created = true;
-          return open(file, 'w');
+          return open(file, 'w').catch((failed: unknown) => Promise.reject(translate(failed, path)));
         }
         throw translate(error, path);
       });

@@ -109,19 +109,27 @@ export class StorageUploadSessions implements UploadSessions {
    * The claim on a step this process wrote or read, if nobody took it and the session still exists: another
    * process may have finished, cancelled or purged it since, and writing on would bring it back. Where
    * directories are real, look first (the claim would make the directory again); elsewhere look while
-   * claiming, and give the claim back if the state is gone.
+   * claiming, and give the claim back if the state is gone. Either way the next step must not exist: a
+   * free claim with a next step is a session a cancel ended while its holder wrote (the holder let go
+   * since, and is removing the data).
    */
   private async claimKnownStep(step: number, state: UploadState): Promise<HeldLock | undefined> {
     const path = paths.uploadClaim(state.name, state.id, step);
     if (!this.driver.directoriesArePrefixes) {
+      if (!(await this.stateExists(step, state))) return undefined;
       // The session may still be removed between the look and the claim: the claim then finds no directory.
-      return (await this.stateExists(step, state)) ? lockIfFree(this.driver, path, IN_SESSION).catch(goneAsUndefined) : undefined;
+      const lock = await lockIfFree(this.driver, path, IN_SESSION).catch(goneAsUndefined);
+      if (lock && (await this.stateExists(step + 1, state))) {
+        await lock.release().catch(() => undefined);
+        return undefined;
+      }
+      return lock;
     }
-    const [lock, present] = await Promise.allSettled([lockIfFree(this.driver, path), this.stateExists(step, state)]);
-    if (lock.status === 'fulfilled' && present.status === 'fulfilled' && present.value) return lock.value;
+    const [lock, present, next] = await Promise.allSettled([lockIfFree(this.driver, path), this.stateExists(step, state), this.stateExists(step + 1, state)]);
+    const usable = present.status === 'fulfilled' && present.value && next.status === 'fulfilled' && !next.value;
+    if (lock.status === 'fulfilled' && usable) return lock.value;
     if (lock.status === 'fulfilled') await lock.value?.release().catch(() => undefined);
-    if (lock.status === 'rejected') throw lock.reason;
-    if (present.status === 'rejected') throw present.reason;
+    for (const result of [lock, present, next]) if (result.status === 'rejected') throw result.reason;
     return undefined;
   }
 

@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { expect } from 'chai';
 import {
   InvalidPathError,
+  isNotFound,
   PathNotFoundError,
   type FileWriter,
   type StorageDriver,
@@ -308,6 +309,7 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
 
     describe('writer: checkpoint and resume', () => {
       it('appends through checkpoints, each resume continuing where the last stopped', async () => {
+        await driver.putContent('/cp/basic/state', 'started'); // as an upload session's: its directory exists
         const first = await driver.writer('/cp/basic/data', { resume: { size: 0 } });
         await first.write(Buffer.from('chunk one;'));
         const one = await first.checkpoint();
@@ -322,6 +324,14 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
         expect(last.size).to.equal(19);
         await last.commit();
         expect((await driver.getContent('/cp/basic/data')).toString()).to.equal('chunk one;chunk two');
+      });
+
+      it('a resume never makes its directory: where directories are real, a removed one is PathNotFoundError', async () => {
+        if (!driver.directoriesArePrefixes) {
+          const error = await driver.writer('/cp/removed/data', { resume: { size: 0 } }).then(() => undefined, (e: unknown) => e);
+          expect(isNotFound(error), String(error)).to.equal(true);
+          expect(await driver.list('/cp').catch(() => [] as string[])).to.not.include('/cp/removed');
+        }
       });
 
       it('resumes an empty checkpoint and commits an empty file', async () => {
@@ -420,16 +430,16 @@ export function driverContract(name: string, makeDriver: () => Promise<DriverHar
       });
 
       it('commit leaves only the finished file in its directory, whatever checkpoints came before', async () => {
-        let checkpoint: WriterCheckpoint = { size: 0 };
+        let checkpoint: WriterCheckpoint | undefined;
         const expected: Buffer[] = [];
         for (const size of [10, 5 * MiB + 2, 100]) {
-          const writer = await driver.writer('/cp/tidy/data', { resume: checkpoint });
+          const writer = await driver.writer('/cp/tidy/data', checkpoint ? { resume: checkpoint } : {});
           const chunk = randomBytes(size);
           expected.push(chunk);
           await writer.write(chunk);
           checkpoint = await writer.checkpoint();
         }
-        const last = await driver.writer('/cp/tidy/data', { resume: checkpoint });
+        const last = await driver.writer('/cp/tidy/data', { resume: checkpoint! });
         await last.commit();
         expectSameBytes(await driver.getContent('/cp/tidy/data'), Buffer.concat(expected), 'tidy');
         expect(await driver.list('/cp/tidy')).to.deep.equal(['/cp/tidy/data']);

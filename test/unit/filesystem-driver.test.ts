@@ -140,6 +140,7 @@ describe('filesystem driver', () => {
     });
 
     it('checkpoint makes the bytes durable and tells where a later writer continues', async () => {
+      await driver.putContent('/w/checkpointed/state', 'started');
       const first = await driver.writer('/w/checkpointed/data', { resume: { size: 0 } });
       await first.write(Buffer.from('chunk one;'));
       const checkpoint = await first.checkpoint();
@@ -177,12 +178,15 @@ describe('filesystem driver', () => {
       expect((await driver.getContent('/w/short')).toString()).to.equal('abc');
     });
 
-    it('creates a missing file when resuming at 0, and refuses a resume at more than 0', async () => {
+    it('creates a missing file when resuming at 0 in an existing directory, and refuses a resume at more than 0 or in a missing directory', async () => {
+      await driver.putContent('/w/fresh/state', 'started');
       const writer = await driver.writer('/w/fresh/data', { resume: { size: 0 } });
       await writer.write(Buffer.from('x'));
       await writer.commit();
       expect((await driver.getContent('/w/fresh/data')).toString()).to.equal('x');
       await rejectsWith(driver.writer('/w/absent/data', { resume: { size: 5 } }), PathNotFoundError);
+      await rejectsWith(driver.writer('/w/absent/data', { resume: { size: 0 } }), PathNotFoundError);
+      await rejectsWith(stat(onDisk('/w/absent')), Error);
     });
 
     it('cancel of a resumed writer restores the earlier size and content', async () => {

@@ -53,7 +53,7 @@ describe('upload sessions in storage (a journal of steps)', () => {
 
   for (const prefixes of [false, true]) {
     const where = prefixes ? 'where directories are key prefixes (S3)' : 'on a filesystem';
-    it(`claims the next chunk with one create (and a look) when this process wrote the last step, and saves with one more, ${where}`, async () => {
+    it(`claims the next chunk with one create (and two looks) when this process wrote the last step, and saves with one more, ${where}`, async () => {
       const { driver: watched, calls } = counted(driver, { directoriesArePrefixes: prefixes });
       const sessions = new StorageUploadSessions(watched);
       const state = newState();
@@ -64,9 +64,10 @@ describe('upload sessions in storage (a journal of steps)', () => {
       expect(claim!.state.offset).to.equal(5);
       await sessions.save(advance(claim!, 7), claim!);
       await claim!.lock.release();
-      // It also checks that the state is still there (another process may have ended the session): where
-      // directories are real before the claim (creating it would bring the directory back), else meanwhile.
-      expect(calls).to.deep.equal(prefixes ? ['putContentIfAbsent', 'stat', 'putContentIfAbsent'] : ['stat', 'putContentIfAbsent', 'putContentIfAbsent']);
+      // It also checks that the state is still there and has no next step (another process may have ended the
+      // session): where directories are real, the state before the claim (creating it would bring the
+      // directory back) and the next step after it; else both meanwhile.
+      expect(calls).to.deep.equal(prefixes ? ['putContentIfAbsent', 'stat', 'stat', 'putContentIfAbsent'] : ['stat', 'putContentIfAbsent', 'stat', 'putContentIfAbsent']);
       expect((await sessions.load(NAME, state.id))!.offset).to.equal(12);
     });
   }

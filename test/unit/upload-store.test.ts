@@ -264,6 +264,62 @@ describe('upload store', () => {
     });
   }
 
+  it('a chunk in the moment a failing holder of a cancelled session removes its data does not bring the session back', async () => {
+    // The interleaving real I/O does not produce on demand: the holder's removal of the session waits on a
+    // gate, which the late chunk opens when it is about to write (and waits for the removal to finish).
+    let gate: Promise<void> | undefined;
+    let removing!: () => void;
+    const removalStarted = new Promise<void>((resolve) => (removing = resolve));
+    let removed!: () => void;
+    const removalDone = new Promise<void>((resolve) => (removed = resolve));
+    let beforeWriter: (() => Promise<void>) | undefined;
+    class Gated extends FilesystemDriver {
+      override async delete(path: string): Promise<void> {
+        if (!gate || !path.includes('/_uploads/')) return super.delete(path);
+        const wait = gate;
+        gate = undefined;
+        removing();
+        await wait;
+        await super.delete(path).finally(removed);
+      }
+      override async writer(path: string, options?: WriterOptions): Promise<FileWriter> {
+        const hook = beforeWriter;
+        beforeWriter = undefined;
+        await hook?.();
+        return super.writer(path, options);
+      }
+    }
+    const gated = new Gated({ rootdirectory: root });
+    const here = new UploadStore(gated, new BlobStore(gated)); // remembers the session's step 0
+    const state = await here.create(NAME);
+    let fail!: (error: Error) => void;
+    const broken = new Promise<never>((_, reject) => (fail = reject));
+    let sending!: () => void;
+    const sent = new Promise<void>((resolve) => (sending = resolve));
+    async function* body(): AsyncGenerator<Buffer> {
+      yield Buffer.from('abc');
+      sending();
+      await broken;
+    }
+    const holder = here.append(NAME, state.id, { body: body() });
+    await sent;
+    await restarted().uploads.cancel(NAME, state.id); // 204: the holder removes the data once it lets go
+    let open!: () => void;
+    gate = new Promise<void>((resolve) => (open = resolve));
+    fail(new Error('client went'));
+    await removalStarted; // the holder let go of its claim and is about to remove the session
+    beforeWriter = async () => {
+      open();
+      await removalDone;
+    };
+    const outcome = await here.append(NAME, state.id, { body: bodyOf('xyz') }).then(() => 'accepted', (error: unknown) => error);
+    open();
+    await holder.catch(() => undefined);
+    expect((outcome as { status?: number }).status, String(outcome)).to.equal(404);
+    await rejectsOci(restarted().uploads.get(NAME, state.id), 404, 'BLOB_UPLOAD_UNKNOWN');
+    expect(await readdir(onDisk(`${paths.repository(NAME)}/_uploads`)), 'the session directory').to.not.include(state.id);
+  });
+
   it('cancels racing a chunk or the final PUT: never a 500, a cancelled session stays gone, nothing is left', async () => {
     const content = Buffer.alloc(2000, 'x');
     const outcomes = new Map<string, number>();
