@@ -12,6 +12,7 @@ import type { BuildEngine, EngineBuild, EngineResult } from './engine.js';
 import { execStreaming, type ExecResult } from './exec.js';
 import { evictable, parseImageList, reusedImage } from './layer-cache.js';
 import { chooseStorageDriver, overlayWorks } from './storage-driver.js';
+import { formatPlatform, parsePlatform } from '../server/mirror/platforms.js';
 
 export interface BuildahOptions {
   path: string;
@@ -46,8 +47,11 @@ const INFRASTRUCTURE = [
 const BAD_DOCKERFILE = [/dockerfile parse error/i, /unknown instruction/i, /parsing main Dockerfile/i, /no FROM statement/i, /no such file or directory.*Dockerfile|Dockerfile.*no such file/i];
 const STEP = /^(?:\[(\d+)\/(\d+)\] )?STEP (\d+)\/(\d+): /;
 const PULLING = /^Trying to pull (\S+)\.\.\.$/;
-/** containers/image's warning when a base image (not a list) is for another platform: it is used anyway. */
-const OTHER_PLATFORM = /image platform \((\{[^)]*\})\) does not match the expected platform \((\{[^)]*\})\)/;
+/**
+ * containers/image's warning when a pulled image (not a list) is for another platform: it is used anyway.
+ * Platforms print as Go structs (`{amd64 linux  [] }`) or, in later versions, as `linux/amd64`.
+ */
+const OTHER_PLATFORM = /image platform \(([^)]*)\) does not match the expected platform \(([^)]*)\)/;
 
 export class BuildahEngine implements BuildEngine {
   readonly name = 'buildah';
@@ -97,6 +101,7 @@ export class BuildahEngine implements BuildEngine {
       // What the cache held before, to tell what this build made from what it found (layer-cache.ts).
       const cachedBefore = this.options.cachesize > 0 ? await this.cachedImages(build.platform, driver).catch(() => undefined) : undefined;
       const reused = new Set<string>();
+      let instruction: string | undefined;
       let pulling: string | undefined;
       let otherPlatform: { image: string; found: string } | undefined;
       const started = Date.now();
@@ -106,8 +111,16 @@ export class BuildahEngine implements BuildEngine {
         if (cached) reused.add(cached);
         pulling = PULLING.exec(line)?.[1] ?? pulling;
         const mismatch = OTHER_PLATFORM.exec(line);
-        if (mismatch && pulling) otherPlatform ??= { image: pulling, found: goPlatform(mismatch[1]!) };
+        const found = mismatch && printedPlatform(mismatch[1]!);
+        // Only another OS or architecture matters (a variant the image does not name, such as v8, does not).
+        if (found && pulling && !sameArchitecture(found, printedPlatform(mismatch[2]!) ?? build.platform)) {
+          // A base image of another architecture ships its binaries under this platform's name; files that
+          // COPY --from takes from one may be data, so that is only said.
+          if (instruction === 'FROM') otherPlatform ??= { image: pulling, found };
+          else build.log(`warning: ${pulling} is ${found}, not ${build.platform}: what ${instruction ?? 'the build'} takes from it is not built for ${build.platform}`);
+        }
         const step = STEP.exec(line);
+        if (step) instruction = /^\S+/.exec(line.slice(step[0].length))?.[0]?.toUpperCase();
         if (step) {
           build.progress({
             stage: { done: Number(step[1] ?? 1) - 1, total: Number(step[2] ?? 1) },
@@ -223,7 +236,8 @@ export class BuildahEngine implements BuildEngine {
    * build pulls it again (and is refused again) rather than reusing it silently.
    */
   private async refuseOtherPlatform(driver: string, build: EngineBuild, other: { image: string; found: string }): Promise<never> {
-    await this.run(driver, ['rmi', '--force', other.image], build).catch(() => undefined);
+    // Not --force: a concurrent build of this platform may be using it.
+    await this.run(driver, ['rmi', other.image], build).catch(() => undefined);
     throw new JobError(
       'PLATFORM_MISMATCH',
       `${other.image} has no ${build.platform} image (it is ${other.found}): use a base image that has one, or build only the platforms it has`,
@@ -309,8 +323,17 @@ function platformComponent(platform: string): string {
   return platform.replace(/\//g, '-');
 }
 
-/** Go's printing of a v1.Platform, `{amd64 linux  [] }` (architecture, os, ...), as `linux/amd64`. */
-function goPlatform(printed: string): string {
-  const parts = /^\{(\S+) (\S+) /.exec(printed);
-  return parts ? `${parts[2]}/${parts[1]}` : printed;
+/**
+ * A platform as containers/image prints it, as `os/arch[/variant]`: Go's struct printing of a v1.Platform
+ * (`{amd64 linux  [] }`: architecture, os, os version, os features, variant) or already `linux/amd64`.
+ */
+export function printedPlatform(printed: string): string | undefined {
+  const struct = /^\{(\S+) (\S+) +(?:\S+ +)?\[[^\]]*\] *(\S*)\}$/.exec(printed.trim());
+  if (struct) return formatPlatform({ os: struct[2]!, architecture: struct[1]!, ...(struct[3] ? { variant: struct[3] } : {}) });
+  return parsePlatform(printed) ? formatPlatform(printed.trim()) : undefined;
+}
+
+export function sameArchitecture(a: string, b: string): boolean {
+  const [x, y] = [parsePlatform(a), parsePlatform(b)];
+  return x !== undefined && y !== undefined && x.os === y.os && x.architecture === y.architecture;
 }
