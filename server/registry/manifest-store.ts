@@ -81,15 +81,21 @@ export class ManifestStore {
       await this.writeRevision(name, digest, manifest);
       if (options.referencesArrive !== 'later') await this.assertReferencesExist(name, manifest);
     }
-    if (tag && immutable) {
-      const current = await this.tags.create(name, tag, digest);
-      if (current !== undefined && current !== digest.digest) throw immutableTagDenied(tag, immutable);
-    } else if (tag) await this.tags.set(name, tag, digest);
-    // A DELETE by digest of this manifest may have removed the revision after it was written here (it looked
-    // at the tags before this one existed): the tag answered 201 must pull. That delete looks again (below).
-    if (tag && !(await this.hasRevision(name, digest))) await this.writeRevision(name, digest, manifest);
+    if (tag) await this.setTag(name, tag, digest, immutable);
+    // A DELETE by digest of this manifest may have removed the revision (and the tag) since it was written
+    // here: the tag answered 201 must pull, as if this PUT came after it. That delete looks again (below).
+    if (tag && !(await this.hasRevision(name, digest))) {
+      await this.writeRevision(name, digest, manifest);
+      await this.setTag(name, tag, digest, immutable);
+    }
     this.cache.set(digest.digest, { bytes, mediaType: manifest.mediaType });
     return { ...manifest, digest: digest.digest };
+  }
+
+  private async setTag(name: string, tag: string, digest: ParsedDigest, immutable: string | undefined): Promise<void> {
+    if (!immutable) return this.tags.set(name, tag, digest);
+    const current = await this.tags.create(name, tag, digest);
+    if (current !== undefined && current !== digest.digest) throw immutableTagDenied(tag, immutable);
   }
 
   private async writeRevision(name: string, digest: ParsedDigest, manifest: ParsedManifest): Promise<void> {

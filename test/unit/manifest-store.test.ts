@@ -287,6 +287,37 @@ describe('manifest store', () => {
   });
 
   describe('a tag PUT racing a DELETE by digest of the same manifest', () => {
+    it('a DELETE that ran wholly between the PUT\'s tagging and its check: the PUT wins, tag and manifest pull', async () => {
+      // The interleaving real I/O does not produce on demand: the PUT's look at its revision waits on a gate.
+      let gatePath: string | undefined;
+      let reached!: () => void;
+      const atCheck = new Promise<void>((resolve) => (reached = resolve));
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => (open = resolve));
+      class Gated extends FilesystemDriver {
+        override async stat(path: string, options?: { file?: boolean }) {
+          if (path === gatePath) {
+            gatePath = undefined;
+            reached();
+            await gate;
+          }
+          return super.stat(path, options);
+        }
+      }
+      const gated = new Gated({ rootdirectory: root });
+      const putter = new ManifestStore(gated, new BlobStore(gated), new TagStore(gated), new ReferrerStore(gated));
+      const { bytes, digest } = await imageManifest(name, 'wholly-between');
+      await putter.put(name, digest, bytes, OCI_MANIFEST);
+      gatePath = paths.revisionLink(name, pd(digest));
+      const put = putter.put(name, 'v1', bytes, OCI_MANIFEST);
+      await atCheck; // revision written and tag set
+      await fresh().delete(name, digest); // sees v1: removes it and the revision
+      open();
+      await put;
+      expect((await fresh().get(name, 'v1')).digest, 'the tag answered 201 pulls').to.equal(digest);
+      expect((await fresh().get(name, digest)).digest).to.equal(digest);
+    });
+
     for (const where of ['this process', 'another process']) {
       it(`never leaves a listed tag that does not pull (the delete from ${where})`, async () => {
         const { bytes, digest } = await imageManifest(name, `race-${where}`);
