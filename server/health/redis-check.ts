@@ -6,8 +6,9 @@
 //   taking every replica out of the Service would turn a degraded registry (pushes answer 503 until
 //   Redis is back) into a complete outage. Replicas know about each other through heartbeats in
 //   storage, the one thing they share besides Redis: each writes when its Redis check succeeds. Another
-//   replica reaches Redis when its heartbeat moved since this one's failures began: a heartbeat's age
-//   would also count the beats from just before a shared outage (and depend on every replica's clock).
+//   replica reaches Redis when its heartbeat moved twice since this one's failures began: a heartbeat's
+//   age would also count the beats from just before a shared outage (and depend on every replica's
+//   clock), and one move can be the late write of a ping that succeeded just before it.
 // - always: unready whenever this replica cannot reach Redis (strict; a Redis outage takes every
 //   replica out).
 // - never: reported in /readyz only.
@@ -41,8 +42,8 @@ export class RedisCheck implements ReadinessCheck {
   private lastOkAt: string | undefined;
   /** While unreachable here: whether another replica reached Redis since (partition mode). */
   private othersReachIt: boolean | undefined;
-  /** The other replicas' heartbeats as first read after this replica's failures began. */
-  private heartbeatsWhenFailing: Map<string, number> | undefined;
+  /** Since this replica's failures began: each other replica's last heartbeat seen and how often it moved. */
+  private heartbeatsWhenFailing: Map<string, { at: number; moves: number }> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
 
@@ -127,16 +128,26 @@ export class RedisCheck implements ReadinessCheck {
   }
 
   /**
-   * Whether another replica wrote a heartbeat (reached Redis) since this one's failures began: its
-   * heartbeat changed, or it is new, compared with the first read after the first failure.
+   * Whether another replica kept writing heartbeats (reaching Redis) since this one's failures began: one
+   * moved twice since the first read after the first failure (a heartbeat not there then counts as one move).
    */
   private async othersBeatSinceFailing(): Promise<boolean> {
     const now = await this.otherHeartbeats();
-    const before = (this.heartbeatsWhenFailing ??= now);
-    for (const [instance, at] of now) {
-      if (before.get(instance) !== at) return true;
+    if (!this.heartbeatsWhenFailing) {
+      this.heartbeatsWhenFailing = new Map([...now].map(([instance, at]) => [instance, { at, moves: 0 }]));
+      return false;
     }
-    return false;
+    let reached = false;
+    for (const [instance, at] of now) {
+      const seen = this.heartbeatsWhenFailing.get(instance);
+      if (!seen) this.heartbeatsWhenFailing.set(instance, { at, moves: 1 });
+      else if (seen.at !== at) {
+        seen.at = at;
+        seen.moves++;
+      }
+      if ((this.heartbeatsWhenFailing.get(instance)?.moves ?? 0) >= 2) reached = true;
+    }
+    return reached;
   }
 
   /** Every other replica's last heartbeat (its `at`); heartbeats of replicas long gone are deleted. */

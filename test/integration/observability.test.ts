@@ -399,11 +399,17 @@ describe('observability: readiness of storage and Redis', function () {
       expect(await pull.text()).to.equal(manifest);
       expect(valueOf(await scrape(`${partition.url}/metrics`), 'registry_redis_up')).to.equal(0);
 
-      // Another replica that still reaches Redis (its heartbeat in the shared storage): this one is cut off.
+      // Another replica that still reaches Redis (it keeps beating in the shared storage): this one is cut off.
       const heartbeats = join(partition.root, '_health', 'redis');
       await mkdir(heartbeats, { recursive: true });
-      await writeFile(join(heartbeats, 'other-replica'), JSON.stringify({ at: Date.now() }));
-      await waitFor('partition mode to go unready', async () => (await status(partition)) === 503, 15_000);
+      let beat: Promise<void> = Promise.resolve();
+      const beating = setInterval(() => (beat = writeFile(join(heartbeats, 'other-replica'), JSON.stringify({ at: Date.now() }))), 200);
+      try {
+        await waitFor('partition mode to go unready', async () => (await status(partition)) === 503, 15_000);
+      } finally {
+        clearInterval(beating);
+        await beat;
+      }
       const cut = await readiness(partition.url);
       expect(cut.body.failed).to.deep.equal(['redis']);
       expect(cut.body.checks.redis!.scope).to.match(/this replica/);
