@@ -275,9 +275,10 @@ export class PullThrough {
     if ((await this.registry.blobs.statGlobal(digest)) === undefined) return false;
     // A fetch of this process that has just stored the blob links it next: its link is the upstream's word
     // (asking the upstream again would answer 503 while it fails, for a blob we just fetched from it).
+    // Bounded as any wait for another fetch (mirror.waitforfetch): it may be another repository's, still streaming.
     const running = this.inflight.get(`blob ${digest.digest}`);
     if (running) {
-      await running;
+      await this.storedWithin(digest, running);
       if (await this.registry.blobs.isLinked(name, digest)) return true;
     }
     const { client } = this.pool.get(target.rule.upstream);
