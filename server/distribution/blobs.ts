@@ -6,6 +6,7 @@ import { assertDigest } from '../registry/digest.js';
 import { deleteDisabled, OciError } from '../registry/errors.js';
 import { parseRangeHeader } from '../registry/range.js';
 import { emptyBody, repositoryOf } from './request.js';
+import { markBodyStart } from '../http/observe.js';
 
 export function blobRoutes(router: Router, registry: Registry): void {
   router.get('/v2/*name/blobs/:digest', async (ctx) => {
@@ -45,6 +46,7 @@ export function blobRoutes(router: Router, registry: Registry): void {
       // Written here rather than by Koa, so the bytes go through reused buffers (no garbage per chunk).
       ctx.respond = false;
       ctx.res.statusCode = ctx.status;
+      markBodyStart(ctx);
       try {
         await registry.blobs.sendTo(digest, start, length, ctx.res);
         ctx.res.end();

@@ -22,7 +22,7 @@ export function observeRequests(observers: RequestObserver[]) {
   const done = (ctx: Context, started: number, sentBefore?: number) => {
     const durationMs = performance.now() - started;
     const bytesIn = requestBytes(ctx);
-    const bytesOut = sentBefore === undefined || ctx.res.writableFinished ? responseBodyBytes(ctx) : cutResponseBytes(ctx, sentBefore);
+    const bytesOut = sentBefore === undefined || ctx.res.writableEnded ? responseBodyBytes(ctx) : cutResponseBytes(ctx, sentBefore);
     for (const observer of observers) observer.end(ctx, durationMs, bytesIn, bytesOut);
   };
   return async function observeRequestsMiddleware(ctx: Context, next: Next): Promise<void> {
@@ -37,7 +37,7 @@ export function observeRequests(observers: RequestObserver[]) {
       throw error;
     } finally {
       // Streamed bodies are still flowing here: observe when the response is done, with real timing.
-      if (ctx.res.writableFinished || !ctx.body || typeof (ctx.body as { pipe?: unknown }).pipe !== 'function') done(ctx, started);
+      if (ctx.res.writableFinished || !ctx.body || typeof (ctx.body as { pipe?: unknown }).pipe !== 'function') done(ctx, started, ctx.state.bodyStartedAt as number | undefined);
       else {
         const sentBefore = ctx.req.socket.bytesWritten; // a response cut short counts what left, not its length
         ctx.res.once('close', () => {
@@ -51,6 +51,14 @@ export function observeRequests(observers: RequestObserver[]) {
       }
     }
   };
+}
+
+/**
+ * For a route that writes its body itself (ctx.respond = false): call before writing, so that a response
+ * cut short counts the bytes that went out rather than its length.
+ */
+export function markBodyStart(ctx: Context): void {
+  ctx.state.bodyStartedAt = ctx.req.socket.bytesWritten; // what the connection had sent by then
 }
 
 // What pipeline() destroys the body with when the response closed first: the client went away.

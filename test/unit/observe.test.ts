@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import Koa, { type Context } from 'koa';
-import { observeRequests } from '../../server/http/observe.js';
+import { markBodyStart, observeRequests } from '../../server/http/observe.js';
 
 describe('http: watching whole requests', () => {
   async function serve(app: Koa, path: string): Promise<number> {
@@ -76,6 +76,46 @@ describe('http: watching whole requests', () => {
           let got = 0;
           res.on('data', (chunk: Buffer) => {
             got += chunk.length;
+            if (got >= 256 * 1024) res.destroy();
+          });
+          res.on('close', () => resolve());
+        });
+      });
+      for (let i = 0; i < 50 && seen.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    } finally {
+      server.close();
+    }
+    expect(seen).to.have.length(1);
+    expect(seen[0]).to.be.above(0).and.below(size / 2);
+  });
+  it('a body the route writes itself (ctx.respond = false) and the client leaves counts what went out too', async () => {
+    const seen: number[] = [];
+    const size = 64 * 1024 * 1024;
+    const app = new Koa();
+    app.silent = true;
+    app.use(observeRequests([{ end: (_ctx, _ms, _in, bytesOut) => void seen.push(bytesOut) }]));
+    app.use(async (ctx) => {
+      ctx.status = 200;
+      ctx.set('Content-Length', String(size));
+      ctx.respond = false;
+      ctx.res.statusCode = 200;
+      markBodyStart(ctx);
+      const chunk = Buffer.alloc(64 * 1024);
+      for (let sent = 0; sent < size && !ctx.res.destroyed; sent += chunk.length) {
+        if (!ctx.res.write(chunk)) await new Promise((resolve) => ctx.res.once('drain', resolve).once('close', resolve));
+      }
+      if (ctx.res.destroyed) return;
+      ctx.res.end();
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      await new Promise<void>((resolve) => {
+        http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+          let got = 0;
+          res.on('data', (data: Buffer) => {
+            got += data.length;
             if (got >= 256 * 1024) res.destroy();
           });
           res.on('close', () => resolve());
