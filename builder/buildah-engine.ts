@@ -113,15 +113,15 @@ export class BuildahEngine implements BuildEngine {
         const mismatch = OTHER_PLATFORM.exec(line);
         const found = mismatch && printedPlatform(mismatch[1]!);
         // Only another OS or architecture matters (a variant the image does not name, such as v8, does not).
-        if (found && pulling && !sameArchitecture(found, printedPlatform(mismatch[2]!) ?? build.platform)) {
+        if (mismatch && found && pulling && !sameArchitecture(found, printedPlatform(mismatch[2]!) ?? build.platform)) {
           // A base image of another architecture ships its binaries under this platform's name; files that
           // COPY --from takes from one may be data, so that is only said.
           if (instruction === 'FROM') otherPlatform ??= { image: pulling, found };
           else build.log(`warning: ${pulling} is ${found}, not ${build.platform}: what ${instruction ?? 'the build'} takes from it is not built for ${build.platform}`);
         }
         const step = STEP.exec(line);
-        if (step) instruction = /^\S+/.exec(line.slice(step[0].length))?.[0]?.toUpperCase();
         if (step) {
+          instruction = /^\S+/.exec(line.slice(step[0].length))?.[0]?.toUpperCase();
           build.progress({
             stage: { done: Number(step[1] ?? 1) - 1, total: Number(step[2] ?? 1) },
             step: { done: Number(step[3]) - 1, total: Number(step[4]) },

@@ -39,8 +39,9 @@ export interface PutIfAbsentOptions {
 export interface WriterOptions {
   /**
    * Continue a file from a checkpoint. Bytes beyond it (written by a writer that crashed before its
-   * caller recorded a newer checkpoint) are dropped. Its directory must exist (PathNotFoundError): a
-   * resumed file belongs to something that was started, and a removed one must not come back.
+   * caller recorded a newer checkpoint) are dropped. Where directories are real, its directory must exist
+   * (PathNotFoundError): a resumed file belongs to something that was started, and a removed one must not
+   * come back.
    */
   resume?: WriterCheckpoint;
   /**
