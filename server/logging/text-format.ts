@@ -1,5 +1,7 @@
 // log.formatter: text, as Distribution's (logrus) text formatter: `time=... level=info msg="..." key=value`,
 // one line per entry, for people reading a terminal. JSON stays the default for log pipelines.
+import { parsePinoLine } from './pino-line.js';
+
 const LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
 
 function quote(value: unknown): string {
@@ -9,13 +11,9 @@ function quote(value: unknown): string {
 
 /** One pino JSON line as text. */
 export function textLine(json: string): string {
-  let entry: Record<string, unknown>;
-  try {
-    entry = JSON.parse(json) as Record<string, unknown>;
-  } catch {
-    return json;
-  }
-  const { time, level, msg, ...fields } = entry;
+  const line = parsePinoLine(json);
+  if (!line) return json;
+  const { time, level, msg, fields } = line;
   const parts = [`time=${quote(time ?? new Date().toISOString())}`, `level=${LEVELS[level as number] ?? String(level)}`];
   if (msg !== undefined) parts.push(`msg=${quote(msg)}`);
   for (const [key, value] of Object.entries(fields)) if (value !== undefined) parts.push(`${key}=${quote(value)}`);
