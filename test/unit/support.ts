@@ -75,6 +75,20 @@ export function gatedBody(first: string, rest: string): { body: AsyncGenerator<B
   return { body: body(), sending, release };
 }
 
+/** A request body that sends `first`, then fails with the error given to `fail` (the client went away). */
+export function failingBody(first: string): { body: AsyncGenerator<Buffer>; sending: Promise<void>; fail: (error: Error) => void } {
+  let fail!: (error: Error) => void;
+  const broken = new Promise<never>((_, reject) => (fail = reject));
+  let started!: () => void;
+  const sending = new Promise<void>((resolve) => (started = resolve));
+  async function* body(): AsyncGenerator<Buffer> {
+    yield Buffer.from(first);
+    started();
+    await broken;
+  }
+  return { body: body(), sending, fail };
+}
+
 /** A temporary directory per suite: call in `before`, remove with the returned cleanup in `after`. */
 export async function tempDir(prefix: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), `registry-unit-${prefix}-`));

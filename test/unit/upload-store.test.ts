@@ -10,7 +10,7 @@ import { paths } from '../../server/registry/paths.js';
 import { rangeHeader } from '../../server/registry/errors.js';
 import { UploadStore } from '../../server/registry/upload-store.js';
 import { StorageUploadSessions } from '../../server/registry/upload-sessions.js';
-import { bodyOf, gatedBody, readAll, rejectsOci, rejectsWith, tempDir } from './support.js';
+import { bodyOf, failingBody, gatedBody, readAll, rejectsOci, rejectsWith, tempDir } from './support.js';
 
 const NAME = 'ddn-k8s/docker.io/langgenius/dify-api';
 const digest = (content: string | Buffer, algorithm: 'sha256' | 'sha512' = 'sha256') => parseDigest(digestOf(content, algorithm))!;
@@ -245,17 +245,9 @@ describe('upload store', () => {
     it(`a cancel from ${where} during a chunk that then fails (the client went): nothing of the session is left`, async () => {
       const state = await uploads.create(NAME);
       await uploads.append(NAME, state.id, { body: bodyOf('abc') });
-      let fail!: (error: Error) => void;
-      const broken = new Promise<never>((_, reject) => (fail = reject));
-      let sending!: () => void;
-      const sent = new Promise<void>((resolve) => (sending = resolve));
-      async function* body(): AsyncGenerator<Buffer> {
-        yield Buffer.from('def');
-        sending();
-        await broken;
-      }
-      const chunk = uploads.append(NAME, state.id, { body: body() });
-      await sent;
+      const { body, sending, fail } = failingBody('def');
+      const chunk = uploads.append(NAME, state.id, { body });
+      await sending;
       await (where === 'this process' ? uploads : restarted().uploads).cancel(NAME, state.id);
       fail(new Error('aborted'));
       expect((await rejectsWith(chunk, Error)).message).to.equal('aborted');
@@ -292,17 +284,9 @@ describe('upload store', () => {
     const gated = new Gated({ rootdirectory: root });
     const here = new UploadStore(gated, new BlobStore(gated)); // remembers the session's step 0
     const state = await here.create(NAME);
-    let fail!: (error: Error) => void;
-    const broken = new Promise<never>((_, reject) => (fail = reject));
-    let sending!: () => void;
-    const sent = new Promise<void>((resolve) => (sending = resolve));
-    async function* body(): AsyncGenerator<Buffer> {
-      yield Buffer.from('abc');
-      sending();
-      await broken;
-    }
-    const holder = here.append(NAME, state.id, { body: body() });
-    await sent;
+    const { body, sending, fail } = failingBody('abc');
+    const holder = here.append(NAME, state.id, { body });
+    await sending;
     await restarted().uploads.cancel(NAME, state.id); // 204: the holder removes the data once it lets go
     let open!: () => void;
     gate = new Promise<void>((resolve) => (open = resolve));
